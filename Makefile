@@ -1,0 +1,36 @@
+# burstguard developer entry points. `make setup` then `make test` is all a newcomer needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: setup deps venv lint test test-unit test-node test-cluster test-chart test-lab fmt bpf-check
+
+## setup: install system packages and toolchains (.ci/setup.d/*.sh), then the Python venv
+setup: deps venv
+
+deps:
+	@for s in .ci/setup.d/*.sh; do echo "== $$s"; bash "$$s" || exit 1; done
+
+venv:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+
+## lint: ruff, mypy --strict, import-linter layering
+lint:
+	$(BIN)/ruff check burstguard tests
+	$(BIN)/ruff format --check burstguard tests
+	$(BIN)/mypy --strict burstguard
+	$(BIN)/lint-imports
+
+fmt:
+	$(BIN)/ruff format burstguard tests
+	$(BIN)/ruff check --fix burstguard tests
+
+## test: the whole suite (lint, then every test layer). This is the command CI runs.
+test: lint
+	$(BIN)/pytest tests
+
+test-unit:
+	$(BIN)/pytest tests/unit

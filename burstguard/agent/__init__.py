@@ -1,0 +1,1 @@
+"""The node agent: sampler loop, Node publishing, preparation executor."""

@@ -1,0 +1,1 @@
+"""Running the bpftrace scripts of ``bpf/`` and decoding their JSON output."""

@@ -1,0 +1,1 @@
+"""Pure decisions: headroom, node state, pacing, preparation planning. No I/O; time is an argument."""

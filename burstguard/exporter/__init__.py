@@ -1,0 +1,1 @@
+"""Prometheus metric definitions and the /metrics + /healthz server."""

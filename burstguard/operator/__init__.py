@@ -1,0 +1,1 @@
+"""The kopf operator: webhook, pacer, intake steering, shadow mode. The only layer that imports kopf."""

@@ -1,0 +1,1 @@
+"""Reading node signals and history from Prometheus (optional source, DESIGN §2.6)."""
