@@ -7,6 +7,8 @@ cluster operator can run. Each sub-command maps failures to exit codes that mean
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from burstguard import __version__
@@ -20,10 +22,16 @@ def cli() -> None:
 
 def _register() -> None:
     """Attach sub-commands; each lives in its own module of this package."""
-    import importlib
-
-    for name in ("doctor", "devcluster", "agent", "operator", "release", "lab", "demo",
-                 "recommend"):
+    for name in (
+        "doctor",
+        "devcluster",
+        "agent",
+        "operator",
+        "release",
+        "lab",
+        "demo",
+        "recommend",
+    ):
         try:
             module = importlib.import_module(f"burstguard.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -1,1 +1,4 @@
-"""Pure decisions: headroom, node state, pacing, preparation planning. No I/O; time is an argument."""
+"""Pure decisions: headroom, node state, pacing, preparation planning.
+
+No I/O here; time is an argument.
+"""

@@ -1,1 +1,4 @@
-"""A real local control plane (etcd, kube-apiserver, scheduler, controller-manager, kwok) for tests, demos and benchmarks."""
+"""A real local control plane for tests, demos and benchmarks.
+
+etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kwok as local processes.
+"""

@@ -1,1 +1,4 @@
-"""The kopf operator: webhook, pacer, intake steering, shadow mode. The only layer that imports kopf."""
+"""The kopf operator: webhook, pacer, intake steering, shadow mode.
+
+The only layer that imports kopf.
+"""
