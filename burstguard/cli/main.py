@@ -1,47 +1,59 @@
 """The ``burstguard`` command: one click group, one sub-module per sub-command.
 
-Sub-commands register themselves here so that ``burstguard --help`` lists everything a
-cluster operator can run. Each sub-command maps failures to exit codes that mean something
-(see the sub-command's docstring) and prints errors that say what to do next.
+Sub-commands are imported only when invoked (a lazy group): ``doctor`` must start fast on a
+busy node, and must not pay for importing kopf and the Kubernetes client. Each sub-command
+module exposes a click object named ``command``, maps failures to exit codes that mean
+something, and prints errors that say what to do next.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 
 from burstguard import __version__
 
+SUBCOMMANDS: dict[str, str] = {
+    "doctor": "doctor",
+    "dev-cluster": "devcluster",
+    "agent": "agent",
+    "operator": "operator",
+    "release": "release",
+    "lab": "lab",
+    "demo": "demo",
+    "recommend": "recommend",
+}
+"""Command name -> module under ``burstguard.cli``."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use."""
+
+    def _available(self) -> dict[str, str]:
+        return {
+            name: module
+            for name, module in SUBCOMMANDS.items()
+            if importlib.util.find_spec(f"burstguard.cli.{module}") is not None
+        }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self._available())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self._available().get(cmd_name)
+        if module is None:
+            return None
+        loaded = importlib.import_module(f"burstguard.cli.{module}")
+        command: click.Command = loaded.command
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="burstguard")
 def cli() -> None:
     """burstguard keeps container bursts from pushing nodes into memory reclaim."""
-
-
-def _register() -> None:
-    """Attach sub-commands; each lives in its own module of this package."""
-    for name in (
-        "doctor",
-        "devcluster",
-        "agent",
-        "operator",
-        "release",
-        "lab",
-        "demo",
-        "recommend",
-    ):
-        try:
-            module = importlib.import_module(f"burstguard.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"burstguard.cli.{name}":
-                continue  # that sub-command is not built yet
-            raise
-        cli.add_command(module.command)
-
-
-_register()
 
 
 def main() -> None:
