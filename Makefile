@@ -34,3 +34,7 @@ test: lint
 
 test-unit:
 	$(BIN)/pytest tests/unit
+
+## bpf-check: parse-check every bpf/*.bt with bpftrace -d and match it to its bpf/*.yaml spec
+bpf-check:
+	$(PY) -m burstguard.bpf.checking bpf
