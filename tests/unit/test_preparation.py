@@ -47,7 +47,7 @@ def plan(
     now: float = 10_000.0,
 ) -> preparation.Plan:
     return preparation.plan(
-        want, "request:r1", (node or NodeBuilder()).build(), history, params, now
+        want, "request:r1", (node or NodeBuilder()).build(), history=history, params=params, now=now
     )
 
 
