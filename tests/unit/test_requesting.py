@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from burstguard.api import policy, preparation
-from burstguard.core import pacing, preparing
+from burstguard.core import pacing, requesting
 
 MI = 2**20
 PREP = policy.Preparation(cooldown_s=60.0, min_bytes=64 * MI)
@@ -16,24 +16,24 @@ def node(name: str, headroom_mib: int | None, state: str = "open") -> pacing.Nod
 
 
 def test_a_node_short_of_its_share_of_queued_demand_is_asked_for_the_shortfall() -> None:
-    asks = preparing.plan(2000 * MI, [node("a", 200), node("b", 5000)], PREP, {}, now=0.0)
+    asks = requesting.plan(2000 * MI, [node("a", 200), node("b", 5000)], PREP, {}, now=0.0)
     assert [(a.node, a.bytes_wanted) for a in asks] == [("a", 800 * MI)]
 
 
 def test_small_shortfalls_and_stale_nodes_are_not_asked() -> None:
-    asks = preparing.plan(200 * MI, [node("a", 60), node("b", None, "stale")], PREP, {}, now=0.0)
+    asks = requesting.plan(200 * MI, [node("a", 60), node("b", None, "stale")], PREP, {}, now=0.0)
     assert asks == ()
 
 
 def test_a_node_is_asked_at_most_once_per_cooldown() -> None:
     nodes = [node("a", 0)]
-    assert preparing.plan(1000 * MI, nodes, PREP, {"a": 0.0}, now=30.0) == ()
-    assert len(preparing.plan(1000 * MI, nodes, PREP, {"a": 0.0}, now=61.0)) == 1
+    assert requesting.plan(1000 * MI, nodes, PREP, {"a": 0.0}, now=30.0) == ()
+    assert len(requesting.plan(1000 * MI, nodes, PREP, {"a": 0.0}, now=61.0)) == 1
 
 
 def test_disabled_preparation_asks_nothing() -> None:
     off = policy.Preparation(enabled=False)
-    assert preparing.plan(10_000 * MI, [node("a", 0)], off, {}, now=0.0) == ()
+    assert requesting.plan(10_000 * MI, [node("a", 0)], off, {}, now=0.0) == ()
 
 
 def test_requests_round_trip_through_the_annotation() -> None:

@@ -1,4 +1,4 @@
-"""Preparation planning: which nodes to ask to make room, and how much.
+"""Preparation requests (operator side): which nodes to ask to make room, and how much.
 
 The queued demand (memory of every gated pod of a policy) is spread evenly over the nodes
 that can take pods (open or stale); a node whose headroom is short of its share by at least
