@@ -66,9 +66,10 @@ class Support:
         return ""
 
 
-def _effective_caps(proc_root: str) -> int:
+def _effective_caps() -> int:
+    """This process's effective capabilities (its own /proc, not the host's proc root)."""
     try:
-        with open(os.path.join(proc_root, "self", "status")) as f:
+        with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("CapEff:"):
                     return int(line.split()[1], 16)
@@ -95,7 +96,7 @@ def _traceable_functions(tracefs: str, names: tuple[str, ...]) -> dict[str, bool
     return {n: n in found for n in names}
 
 
-def detect(proc_root: str = "/proc") -> Support:
+def detect() -> Support:
     """Probe this node (reads files, runs ``bpftrace --version``)."""
     binary = shutil.which("bpftrace")
     version = None
@@ -107,7 +108,7 @@ def detect(proc_root: str = "/proc") -> Support:
             version = out.stdout.strip() or None
         except (OSError, subprocess.TimeoutExpired):
             version = None
-    caps = _effective_caps(proc_root)
+    caps = _effective_caps()
     privileged = _has_cap(caps, _CAP_SYS_ADMIN) or (
         _has_cap(caps, _CAP_BPF) and _has_cap(caps, _CAP_PERFMON)
     )

@@ -47,7 +47,7 @@ def build_report(proc_root: str, seconds: float, burst_bytes: int) -> dict[str, 
     reclaim = rates.reclaim_rates(first.vmstat, snap.vmstat, elapsed)
     symbols = reading.find_words(proc_root, "kallsyms", kernel.EVIDENCE_SYMBOLS)
     exposure = kernel.shrinker_exposure(snap.os_release, symbols)
-    tracing = support.detect(proc_root)
+    tracing = support.detect()
     findings = diagnosis.diagnose(
         diagnosis.Inputs(
             headroom=room,

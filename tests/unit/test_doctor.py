@@ -124,3 +124,13 @@ class TestDiagnosis:
         exposure = kernel.Exposure(True, "kernel 6.1.0 is older than 6.7")
         findings = diagnosis.diagnose(self.inputs(exposure=exposure))
         assert any(f.code == "shrinker-rwsem-exposed" and "6.1.0" in f.message for f in findings)
+
+
+def test_the_pre_6_7_guest_is_reported_exposed_with_the_reason() -> None:
+    root = FIXTURES / "guest-6.1.0-56-pressure-b"
+    code, out, _ = run("--proc-root", str(root), "--seconds", "0.1", "-o", "json")
+    report = json.loads(out)
+    assert code == 1
+    assert report["kernel"]["shrinker_exposed"] is True
+    assert "older than 6.7" in report["kernel"]["reason"]
+    assert any(f["code"] == "shrinker-rwsem-exposed" for f in report["findings"])

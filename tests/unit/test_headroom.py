@@ -132,3 +132,12 @@ class TestShrinkerExposure:
 
     def test_no_evidence_symbols_falls_back_to_the_release(self) -> None:
         assert kernel.shrinker_exposure("6.1.0", frozenset()).exposed is True
+
+
+def test_the_guest_pressure_pair_shows_kswapd_alone_reclaiming() -> None:
+    a = vmstat.parse((FIXTURES / "guest-6.1.0-56-pressure-a" / "vmstat").read_text())
+    b = vmstat.parse((FIXTURES / "guest-6.1.0-56-pressure-b" / "vmstat").read_text())
+    r = rates.reclaim_rates(a, b, elapsed_s=1.0)
+    assert r.pgscan_kswapd > 0 and r.pgscan_direct == 0
+    room = headroom.assess(snapshot.read(str(FIXTURES / "guest-6.1.0-56-pressure-b"), 0.0, PAGE))
+    assert room.headroom_bytes == 0  # every zone at or under its high watermark
