@@ -1,0 +1,264 @@
+"""Pods as the pacer sees them: compact records, a live store, and the release patch.
+
+A watched pod is reduced at once to a :class:`PodRecord` (a few dozen bytes of fields the
+decisions need) so 10k gated pods cost little memory; the full object is never kept. The
+store keeps the indexes every tick needs without scanning: gated pods per policy, pods
+released but not yet bound per policy (in flight), and the number of starting pods per node.
+
+A pod is *starting* when it is bound to a node, not finished, and not all its containers
+have started (running or terminated): every start costs memory whether burstguard paced it
+or not. The watch excludes Succeeded and Failed pods (field selector), so finished pods
+leave the store as the API server reports them gone.
+
+:func:`release` is the one write per released pod: a JSON patch that tests burstguard's gate
+at its index and removes it, so another controller's gate can never be removed by mistake.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from burstguard.api import names, units
+from burstguard.k8s import apiclient
+
+log = logging.getLogger(__name__)
+
+PODS_PATH: Final = "/api/v1/pods"
+ACTIVE_PODS: Final = "status.phase!=Succeeded,status.phase!=Failed"
+"""Field selector of the pod watch: finished pods neither start nor wait."""
+
+
+def timestamp(text: Any) -> float:
+    """RFC 3339 timestamp to Unix seconds (0 when absent)."""
+    if not isinstance(text, str) or not text:
+        return 0.0
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    """What decisions need to know about one pod."""
+
+    key: str
+    """``namespace/name``."""
+    uid: str
+    """metadata.uid."""
+    created_at: float
+    """Creation time, Unix seconds."""
+    priority: int
+    """spec.priority (0 when unset)."""
+    labels: Mapping[str, str]
+    """metadata.labels."""
+    policy: str | None
+    """The ``burstguard.io/policy`` annotation (set by the webhook on gated pods)."""
+    gate_index: int | None
+    """Index of burstguard's gate in spec.schedulingGates; None when not gated by it."""
+    node: str | None
+    """spec.nodeName once bound."""
+    phase: str
+    """status.phase."""
+    starting: bool
+    """Bound, not finished, and not every container started."""
+    memory_bytes: int | None
+    """Σ container memory requests, bytes; None when no container requests memory."""
+
+    @property
+    def namespace(self) -> str:
+        """The pod's namespace."""
+        return self.key.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        """The pod's name."""
+        return self.key.partition("/")[2]
+
+    @property
+    def gated(self) -> bool:
+        """True while burstguard's gate is on the pod."""
+        return self.gate_index is not None
+
+
+def _memory(spec: Mapping[str, Any]) -> int | None:
+    total, seen = 0, False
+    for c in spec.get("containers") or []:
+        value = ((c.get("resources") or {}).get("requests") or {}).get("memory")
+        if value is not None:
+            try:
+                total += units.quantity_bytes(value)
+                seen = True
+            except units.UnitError:
+                continue
+    return total if seen else None
+
+
+def _all_started(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    statuses = status.get("containerStatuses") or []
+    if len(statuses) < len(spec.get("containers") or []):
+        return False
+    for s in statuses:
+        state = s.get("state") or {}
+        if not (s.get("started") or "running" in state or "terminated" in state):
+            return False
+    return True
+
+
+def compact(obj: Mapping[str, Any]) -> PodRecord:
+    """Reduce a pod object to its record."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    gate_index = None
+    for i, gate in enumerate(spec.get("schedulingGates") or []):
+        if gate.get("name") == names.SCHEDULING_GATE:
+            gate_index = i
+            break
+    node = spec.get("nodeName") or None
+    phase = str(status.get("phase") or "Pending")
+    finished = phase in ("Succeeded", "Failed") or bool(meta.get("deletionTimestamp"))
+    return PodRecord(
+        key=f"{meta.get('namespace', '')}/{meta.get('name', '')}",
+        uid=str(meta.get("uid", "")),
+        created_at=timestamp(meta.get("creationTimestamp")),
+        priority=int(spec.get("priority") or 0),
+        labels=dict(meta.get("labels") or {}),
+        policy=(meta.get("annotations") or {}).get(names.POLICY_ANNOTATION),
+        gate_index=gate_index,
+        node=node,
+        phase=phase,
+        starting=bool(node) and not finished and not _all_started(spec, status),
+        memory_bytes=_memory(spec),
+    )
+
+
+class PodStore:
+    """Live pods with the indexes the pacer reads every tick."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, PodRecord] = {}
+        self.starting: collections.Counter[str] = collections.Counter()
+        self.gated: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
+        self.in_flight: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
+        self.on_new: list[Callable[[PodRecord], None]] = []
+        """Called once for every pod seen for the first time (shadow mode listens)."""
+        self.on_gone: list[Callable[[PodRecord], None]] = []
+        """Called when a pod leaves the store."""
+
+    def _index(self, rec: PodRecord, sign: int) -> None:
+        if rec.starting and rec.node:
+            self.starting[rec.node] += sign
+            if self.starting[rec.node] <= 0:
+                del self.starting[rec.node]
+        if rec.policy is None:
+            return
+        if rec.gated:
+            table = self.gated[rec.policy]
+        elif rec.node is None and rec.phase == "Pending":
+            table = self.in_flight[rec.policy]
+        else:
+            return
+        if sign > 0:
+            table[rec.key] = rec
+        else:
+            table.pop(rec.key, None)
+
+    def _put(self, rec: PodRecord | None, old: PodRecord | None) -> None:
+        if old is not None:
+            self._index(old, -1)
+        if rec is not None:
+            self.pods[rec.key] = rec
+            self._index(rec, +1)
+        elif old is not None:
+            del self.pods[old.key]
+
+    def replace(self, objects: list[Mapping[str, Any]]) -> None:
+        """A fresh list: forget what is gone, take in what is new."""
+        fresh = {r.key: r for r in map(compact, objects)}
+        for key in list(self.pods):
+            if key not in fresh:
+                gone = self.pods[key]
+                self._put(None, gone)
+                for fn in self.on_gone:
+                    fn(gone)
+        for key, rec in fresh.items():
+            old = self.pods.get(key)
+            self._put(rec, old)
+            if old is None:
+                for fn in self.on_new:
+                    fn(rec)
+
+    def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """One watch event."""
+        rec = compact(obj)
+        old = self.pods.get(rec.key)
+        if kind == "DELETED":
+            if old is not None:
+                self._put(None, old)
+                for fn in self.on_gone:
+                    fn(old)
+            return
+        self._put(rec, old)
+        if old is None:
+            for fn in self.on_new:
+                fn(rec)
+
+    def gated_count(self) -> int:
+        """Pods carrying burstguard's gate, over all policies."""
+        return sum(len(t) for t in self.gated.values())
+
+
+async def release(api: apiclient.Api, pod: PodRecord) -> str:
+    """Remove burstguard's gate (and nothing else) in one patch.
+
+    Returns ``released``, ``gone`` (pod deleted) or ``ungated`` (the gate was already gone).
+    If the gate moved (another gate removed before it), re-read the pod once and retry.
+    """
+    path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}"
+    index = pod.gate_index
+    for _ in range(2):
+        if index is None:
+            return "ungated"
+        ops = [
+            {
+                "op": "test",
+                "path": f"/spec/schedulingGates/{index}",
+                "value": {"name": names.SCHEDULING_GATE},
+            },
+            {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
+        ]
+        try:
+            await api.request("PATCH", path, body=ops, content_type=apiclient.JSON_PATCH)
+            return "released"
+        except apiclient.ApiError as exc:
+            if exc.status == 404:
+                return "gone"
+            if exc.status not in (409, 422):
+                raise
+        try:
+            fresh = compact(await api.request("GET", path))
+        except apiclient.ApiError as exc:
+            if exc.status == 404:
+                return "gone"
+            raise
+        index = fresh.gate_index
+    return "ungated" if index is None else "conflict"
+
+
+async def list_gated(api: apiclient.Api) -> list[PodRecord]:
+    """Every pod carrying burstguard's gate (for ``burstguard release``)."""
+    out: list[PodRecord] = []
+    token: str | None = None
+    while True:
+        page = await api.request(
+            "GET",
+            PODS_PATH,
+            query={"fieldSelector": "status.phase=Pending", "limit": 500, "continue": token},
+        )
+        out.extend(r for r in map(compact, page.get("items") or []) if r.gated)
+        token = (page.get("metadata") or {}).get("continue") or None
+        if not token:
+            return out
