@@ -1,0 +1,67 @@
+"""kopf wiring: start-up, clean-up, and one pacer daemon per BurstPolicy.
+
+kopf gives burstguard peering (exactly one active pacer: a standby operator's daemons are
+stopped while another holds priority) and the daemon lifecycle per policy. It is not used
+for pods or nodes: those come from the runtime's own informers, so there is no kopf
+handler per pod. kopf's daemons put a finalizer on each BurstPolicy so they can be stopped
+cleanly; deleting a policy while the operator is down waits until it is back (or the
+finalizer is removed by hand); gates are never held by that, since pod creation and
+``burstguard release`` do not depend on the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from burstguard.api import names
+from burstguard.k8s import apiclient
+from burstguard.operator import pacer
+from burstguard.operator import runtime as runtime_
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Connect, start informers, the webhook and metrics, and the janitor."""
+    options: runtime_.Options = memo["options"]
+    settings.posting.level = logging.WARNING
+    settings.persistence.finalizer = f"{names.GROUP}/pacer"
+    settings.watching.server_timeout = 270
+    settings.scanning.disabled = True
+    api = await apiclient.connect(options.kubeconfig)
+    rt = runtime_.Runtime(options=options, api=api)
+    await rt.start()
+    janitor = pacer.Janitor(rt)
+    rt.tasks.append(asyncio.create_task(janitor.run(), name="janitor"))
+    memo["runtime"] = rt
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop serving and watching."""
+    rt: runtime_.Runtime | None = memo.get("runtime")
+    if rt is not None:
+        await rt.stop()
+
+
+@kopf.daemon(names.GROUP, names.VERSION, names.POLICY_PLURAL, cancellation_timeout=10.0)
+async def pace(name: str, memo: kopf.Memo, stopped: Any, **_: Any) -> None:
+    """Pace (Enforce) or shadow (DryRun) one policy until it is deleted or kopf pauses."""
+    rt: runtime_.Runtime = memo["runtime"]
+    loop = pacer.PolicyLoop(name, rt)
+    log.info("pacer for policy %s started", name)
+    try:
+        while not stopped:
+            try:
+                await loop.tick()
+            except Exception as exc:  # a bad tick must not kill the pacer
+                log.exception("pacer tick of %s failed: %s", name, exc)
+            await asyncio.sleep(rt.options.tick_s)
+    finally:
+        await loop.close()
+        log.info("pacer for policy %s stopped", name)

@@ -1,0 +1,490 @@
+"""The per-policy pacer loop and the janitor: gather a snapshot, call core, apply the plan.
+
+Each tick of :class:`PolicyLoop` (one per BurstPolicy, run by a kopf daemon, so only the
+active replica paces) does, with ``now`` read once:
+
+1. steer: every node the policy owns goes through ``core.intake.steer`` (state machine with
+   hysteresis); Enforce writes changed ``burstguard.io/intake`` labels, DryRun records the
+   closures it would have made;
+2. pace: Enforce releases overdue pods (with an Event) and then what ``core.pacing.plan``
+   allows; DryRun runs ``core.shadow.step`` on its virtual queue and records would-have delays;
+3. prepare (Enforce): ``core.requesting.plan`` -> preparation requests on short nodes;
+4. report: status (at most every ``status_interval_s``, only when changed) and metrics.
+
+:class:`Janitor` runs on every replica and is idempotent (its writes are guarded by the
+same ``test`` op): it releases gated pods whose policy is gone, invalid or DryRun, and
+removes intake labels from nodes no Enforce policy guards any more. Nothing here decides;
+decisions are the pure functions in ``core``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from burstguard.api import names, preparation
+from burstguard.api import policy as policy_api
+from burstguard.core import intake, nodestate, pacing, requesting, selection, shadow
+from burstguard.exporter import operator_metrics as metrics
+from burstguard.k8s import apiclient, events, nodeviews, pods, policies
+from burstguard.operator import runtime as runtime_
+
+log = logging.getLogger(__name__)
+
+PENDING_RELEASE_TIMEOUT_S = 10.0
+"""A released pod not seen ungated after this long is trusted to the watch again, seconds."""
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PolicyLoop:
+    """Paces (Enforce) or shadows (DryRun) one policy."""
+
+    def __init__(self, name: str, rt: runtime_.Runtime) -> None:
+        self.name = name
+        self.rt = rt
+        self.bucket: pacing.TokenBucket | None = None
+        self.machines: dict[str, nodestate.Machine] = {}
+        self.label_writes: dict[str, str] = {}
+        self.last_asked: dict[str, float] = {}
+        self.released_total = 0
+        self.overdue_total = 0
+        self.would_have = rt.shadow_results.setdefault(name, shadow.WouldHave())
+        self.last_status: dict[str, Any] | None = None
+        self.last_status_at = 0.0
+        self.last_event_at = 0.0
+        self.ready_condition: dict[str, Any] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.node_counts: dict[str, int] = {}
+        self.fallback = ""
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _owned_nodes(self, policy: policy_api.BurstPolicy) -> tuple[list[str], int]:
+        ordered = self.rt.policy_store.ordered
+        mine, lost = [], 0
+        for node in self.rt.node_store.nodes.values():
+            owner, losers = selection.node_owner(ordered, node.labels)
+            if owner is not None and owner.name == policy.name:
+                mine.append(node.name)
+            elif policy.name in losers:
+                lost += 1
+        return mine, lost
+
+    # -- one tick ----------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Decide and apply one tick."""
+        started = time.perf_counter()
+        policy = self.rt.policy_store.policies.get(self.name)
+        if policy is None:
+            return
+        now = time.time()
+        if not policy.valid:
+            await self._report(policy, now, nodes=[], conflicts_nodes=0)
+            return
+        node_names, lost_nodes = self._owned_nodes(policy)
+        views = self._steer(policy, node_names, now)
+        if policy.spec.enforcing:
+            self._pace(policy, views, now)
+            self._prepare(policy, views, now)
+        else:
+            self._shadow(policy, views, now)
+        await self._report(policy, now, nodes=views, conflicts_nodes=lost_nodes)
+        metrics.TICK_DURATION.labels(self.name).observe(time.perf_counter() - started)
+
+    def _steer(
+        self, policy: policy_api.BurstPolicy, node_names: list[str], now: float
+    ) -> list[pacing.NodeView]:
+        spec = policy.spec
+        starting = self.rt.pod_store.starting
+        views: list[pacing.NodeView] = []
+        counts = {"open": 0, "closed": 0, "stale": 0}
+        stale_reasons: set[str] = set()
+        for name in node_names:
+            node = self.rt.node_store.nodes[name]
+            before = self.machines.get(name, nodestate.Machine())
+            verdict = intake.steer(before, node.summary, spec, starting=starting[name], now=now)
+            self.machines[name] = verdict.machine
+            counts[verdict.pacing_state] += 1
+            if verdict.pacing_state == pacing.NODE_STALE:
+                stale_reasons.add(node.summary_error or "no fresh summary")
+            closed_now = verdict.machine.state is nodestate.State.CLOSED
+            if closed_now and before.state is not nodestate.State.CLOSED and not spec.enforcing:
+                closure = shadow.Closure(name, now, verdict.machine.reasons)
+                self.would_have = shadow.record(self.would_have, closures=[closure])
+                metrics.SHADOW_CLOSURES.labels(self.name).inc()
+            if spec.enforcing and node.schedulable:
+                self._label(name, node, verdict.label)
+            for state in ("open", "closed", "stale"):
+                metrics.NODE_INTAKE.labels(name, state).set(
+                    1.0 if state == verdict.pacing_state else 0.0
+                )
+            if not node.schedulable:
+                continue
+            headroom = None
+            if node.summary is not None and verdict.pacing_state != pacing.NODE_STALE:
+                headroom = node.summary.headroom_bytes
+            views.append(
+                pacing.NodeView(
+                    name=name,
+                    state=verdict.pacing_state,
+                    starting=starting[name],
+                    headroom_bytes=headroom,
+                    cores=node.cores,
+                )
+            )
+        self.node_counts = {**counts, "total": len(node_names)}
+        for state, count in counts.items():
+            metrics.POLICY_NODES.labels(self.name, state).set(count)
+        self.fallback = (
+            f"{counts['stale']} of {len(node_names)} nodes have no fresh summary "
+            f"({'; '.join(sorted(stale_reasons))[:200]}): paced by maxStartingPerNode alone"
+            if counts["stale"]
+            else ""
+        )
+        return views
+
+    def _label(self, name: str, node: nodeviews.NodeRecord, value: str) -> None:
+        if node.intake == value or self.label_writes.get(name) == value:
+            return
+        self.label_writes[name] = value
+
+        async def write() -> None:
+            try:
+                await nodeviews.set_intake(self.rt.api, name, value)
+                metrics.API_WRITES.labels("label").inc()
+            except apiclient.ApiError as exc:
+                log.warning("could not label node %s intake=%s: %s", name, value, exc)
+            finally:
+                await asyncio.sleep(0.5)  # let the watch catch up before writing again
+                if self.label_writes.get(name) == value:
+                    del self.label_writes[name]
+
+        self._spawn(write())
+
+    def _pace(
+        self, policy: policy_api.BurstPolicy, views: list[pacing.NodeView], now: float
+    ) -> None:
+        rules = policy.spec.pacing
+        if self.bucket is None:
+            self.bucket = pacing.full_bucket(rules.release_per_second, rules.burst, now)
+        elif (self.bucket.rate, self.bucket.capacity) != (rules.release_per_second, rules.burst):
+            self.bucket = pacing.retune(self.bucket, rules.release_per_second, rules.burst)
+        pending = self.rt.pending_releases
+        for key, at in list(pending.items()):
+            if now - at > PENDING_RELEASE_TIMEOUT_S:
+                del pending[key]
+        gated = self.rt.pod_store.gated.get(self.name, {})
+        queue: dict[str, pacing.QueuedPod] = {}
+        in_flight = [
+            r.memory_bytes or 0 for r in self.rt.pod_store.in_flight.get(self.name, {}).values()
+        ]
+        for key, rec in gated.items():
+            if key in pending:
+                in_flight.append(rec.memory_bytes or 0)
+                continue
+            queue[key] = pacing.QueuedPod(key, rec.created_at, rec.priority, rec.memory_bytes)
+        late = pacing.overdue(queue.values(), rules.max_gate_seconds, now)
+        for q in late:
+            del queue[q.key]
+            self._release(gated[q.key], now, reason="overdue")
+        decided = pacing.plan(
+            queue.values(), views, rules, bucket=self.bucket, now=now, in_flight=in_flight
+        )
+        self.bucket = decided.bucket
+        for q in decided.release:
+            self._release(gated[q.key], now, reason="paced")
+
+    def _release(self, rec: pods.PodRecord, now: float, *, reason: str) -> None:
+        self.rt.pending_releases[rec.key] = now
+        rt = self.rt
+
+        async def run() -> None:
+            async with rt.release_slots:
+                try:
+                    result = await pods.release(rt.api, rec)
+                except Exception as exc:
+                    log.warning("release of %s failed: %s", rec.key, exc)
+                    rt.pending_releases.pop(rec.key, None)
+                    return
+            metrics.API_WRITES.labels("release").inc()
+            if result != "released":
+                return
+            waited = max(0.0, now - rec.created_at)
+            metrics.RELEASES.labels(self.name, reason).inc()
+            metrics.GATE_WAIT.labels(self.name).observe(waited)
+            self.released_total += 1
+            if reason != "paced":
+                self.overdue_total += 1
+            if reason != "paced" or rt.options.routine_release_events:
+                message = (
+                    f"gated {waited:.0f}s, longer than maxGateSeconds; released anyway"
+                    if reason != "paced"
+                    else f"released by policy {self.name} after {waited:.1f}s"
+                )
+                await events.emit(
+                    rt.api,
+                    kind="Pod",
+                    name=rec.name,
+                    namespace=rec.namespace,
+                    uid=rec.uid,
+                    reason="Released" if reason == "paced" else "ReleasedOverdue",
+                    message=message,
+                    warning=reason != "paced",
+                )
+                metrics.API_WRITES.labels("event").inc()
+
+        self._spawn(run())
+
+    def _prepare(
+        self, policy: policy_api.BurstPolicy, views: list[pacing.NodeView], now: float
+    ) -> None:
+        gated = self.rt.pod_store.gated.get(self.name, {})
+        if not gated:
+            return
+        default = policy.spec.pacing.pod_startup_memory_bytes
+        queued = sum(r.memory_bytes or default for r in gated.values())
+        asks = requesting.plan(queued, views, policy.spec.preparation, self.last_asked, now)
+        for ask in asks:
+            self.last_asked[ask.node] = now
+            request = preparation.PrepareRequest(
+                id=f"{self.name}-{int(now * 1000)}",
+                bytes_wanted=ask.bytes_wanted,
+                requested_at=now,
+                policy=self.name,
+                reason=f"queued share {ask.share_bytes} B, headroom {ask.headroom_bytes} B",
+            )
+
+            async def write(
+                node: str = ask.node, req: preparation.PrepareRequest = request
+            ) -> None:
+                try:
+                    await nodeviews.write_prepare_request(self.rt.api, node, req)
+                    metrics.API_WRITES.labels("prepare").inc()
+                    metrics.PREPARE_REQUESTS.labels(self.name).inc()
+                except apiclient.ApiError as exc:
+                    log.warning("could not write prepare request on %s: %s", node, exc)
+
+            self._spawn(write())
+
+    def _shadow(
+        self, policy: policy_api.BurstPolicy, views: list[pacing.NodeView], now: float
+    ) -> None:
+        rules = policy.spec.pacing
+        if self.bucket is None:
+            self.bucket = pacing.full_bucket(rules.release_per_second, rules.burst, now)
+        queue = self.rt.shadow_queues.setdefault(self.name, {})
+        entered = self.rt.shadow_entered.pop(self.name, 0)
+        decided = shadow.step(queue.values(), views, rules, bucket=self.bucket, now=now)
+        self.bucket = decided.plan.bucket
+        for d in decided.delays:
+            queue.pop(d.pod, None)
+            if d.seconds > self.rt.options.tick_s:
+                metrics.SHADOW_DELAYED.labels(self.name).inc()
+                metrics.SHADOW_DELAY.labels(self.name).observe(d.seconds)
+        self.would_have = shadow.record(
+            self.would_have, entered=entered, delays=decided.delays, tick_s=self.rt.options.tick_s
+        )
+        self.rt.shadow_results[self.name] = self.would_have
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _ready(
+        self, policy: policy_api.BurstPolicy, conflicts: selection.Conflicts
+    ) -> dict[str, Any]:
+        if not policy.valid:
+            status, reason = "False", "InvalidSpec"
+            message = "; ".join(str(e) for e in policy.errors)[:1000]
+        elif (msg := conflicts.message(policy.name)) is not None:
+            status, reason, message = "False", "Conflict", msg
+        else:
+            status, reason = "True", "Pacing" if policy.spec.enforcing else "DryRun"
+            message = (
+                "gating, pacing and steering"
+                if policy.spec.enforcing
+                else "recording what it would have done; changes nothing"
+            )
+        old = self.ready_condition
+        changed = old is None or (old["status"], old["reason"], old["message"]) != (
+            status,
+            reason,
+            message,
+        )
+        self.ready_condition = {
+            "type": "Ready",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": policy.generation,
+            "lastTransitionTime": _iso(time.time())
+            if changed or old is None
+            else old["lastTransitionTime"],
+        }
+        return self.ready_condition
+
+    async def _report(
+        self,
+        policy: policy_api.BurstPolicy,
+        now: float,
+        *,
+        nodes: list[pacing.NodeView],
+        conflicts_nodes: int,
+    ) -> None:
+        gated = len(self.rt.pod_store.gated.get(self.name, {}))
+        metrics.GATED_PODS.labels(self.name).set(gated)
+        if now - self.last_status_at < self.rt.options.status_interval_s:
+            return
+        conflicts = selection.Conflicts(
+            pods={self.name: self.rt.pod_conflicts.get(self.name, 0)},
+            nodes={self.name: conflicts_nodes},
+        )
+        previous_ready = (self.ready_condition or {}).get("status")
+        ready = self._ready(policy, conflicts)
+        status: dict[str, Any] = {
+            "observedGeneration": policy.generation,
+            "gatedPods": gated,
+            "releasedTotal": self.released_total,
+            "overdueReleasedTotal": self.overdue_total,
+            "nodes": {k: self.node_counts.get(k, 0) for k in ("open", "closed", "stale", "total")},
+            "fallback": self.fallback,
+            "conditions": [ready],
+        }
+        if not policy.spec.enforcing:
+            status["wouldHave"] = self.would_have.as_status()
+        if status == self.last_status:
+            return
+        self.last_status_at = now
+        try:
+            await policies.patch_status(self.rt.api, self.name, status)
+            metrics.API_WRITES.labels("status").inc()
+            self.last_status = status
+        except apiclient.ApiError as exc:
+            log.warning("could not write status of %s: %s", self.name, exc)
+            return
+        if ready["status"] != previous_ready:
+            await self._policy_event(
+                policy,
+                f"Ready{ready['status']}",
+                f"{ready['reason']}: {ready['message']}",
+                warning=ready["status"] != "True",
+            )
+        if (
+            not policy.spec.enforcing
+            and now - self.last_event_at > 60.0
+            and self.would_have.delayed_pods
+        ):
+            self.last_event_at = now
+            w = self.would_have
+            await self._policy_event(
+                policy,
+                "WouldHaveDelayed",
+                f"would have delayed {w.delayed_pods} of {w.gated_pods} pods "
+                f"(max {w.max_delay_s:.1f}s) and closed nodes {w.closed_nodes} times",
+            )
+
+    async def _policy_event(
+        self, policy: policy_api.BurstPolicy, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        await events.emit(
+            self.rt.api,
+            kind=names.POLICY_KIND,
+            api_version=f"{names.GROUP}/{names.VERSION}",
+            name=policy.name,
+            uid=policy.uid,
+            reason=reason,
+            message=message,
+            warning=warning,
+        )
+        metrics.API_WRITES.labels("event").inc()
+
+    async def close(self) -> None:
+        """Let in-flight writes finish (they are short)."""
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+
+
+class Janitor:
+    """Releases orphaned gates and stale intake labels; safe on any replica."""
+
+    def __init__(self, rt: runtime_.Runtime) -> None:
+        self.rt = rt
+        self.label_removals: set[str] = set()
+
+    def _enforcing(self) -> Mapping[str, policy_api.BurstPolicy]:
+        return {p.name: p for p in self.rt.policy_store.ordered if p.spec.enforcing}
+
+    async def sweep(self) -> int:
+        """One pass; returns how many gates it released."""
+        enforcing = self._enforcing()
+        released = 0
+        now = time.time()
+        for key, at in list(self.rt.pending_releases.items()):
+            if now - at > PENDING_RELEASE_TIMEOUT_S:
+                self.rt.pending_releases.pop(key, None)
+        for policy_name, table in list(self.rt.pod_store.gated.items()):
+            if policy_name in enforcing or not table:
+                continue
+            for rec in list(table.values()):
+                if rec.key in self.rt.pending_releases:
+                    continue
+                self.rt.pending_releases[rec.key] = time.time()
+                try:
+                    async with self.rt.release_slots:
+                        result = await pods.release(self.rt.api, rec)
+                except apiclient.ApiError as exc:
+                    self.rt.pending_releases.pop(rec.key, None)
+                    log.warning("release of orphaned %s failed: %s", rec.key, exc)
+                    continue
+                metrics.API_WRITES.labels("release").inc()
+                if result == "released":
+                    released += 1
+                    metrics.RELEASES.labels(policy_name, "policy-gone").inc()
+                    await events.emit(
+                        self.rt.api,
+                        kind="Pod",
+                        name=rec.name,
+                        namespace=rec.namespace,
+                        uid=rec.uid,
+                        reason="ReleasedPolicyGone",
+                        message=f"policy {policy_name} is gone, invalid or DryRun; gate removed",
+                        warning=True,
+                    )
+        ordered = self.rt.policy_store.ordered
+        for node in list(self.rt.node_store.nodes.values()):
+            if node.intake is None or node.name in self.label_removals:
+                continue
+            owner, _ = selection.node_owner(ordered, node.labels)
+            if owner is not None and owner.spec.enforcing:
+                continue
+            self.label_removals.add(node.name)
+            try:
+                await nodeviews.set_intake(self.rt.api, node.name, None)
+                metrics.API_WRITES.labels("label").inc()
+            except apiclient.ApiError as exc:
+                log.warning("could not remove intake label from %s: %s", node.name, exc)
+            finally:
+                self.label_removals.discard(node.name)
+        return released
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        """Sweep forever (cancel to stop)."""
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("janitor sweep failed: %s", exc)
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,189 @@
+"""The operator's shared state: options, the API connection, live stores and their informers.
+
+One process-wide :class:`Runtime` is created at kopf start-up and handed to every handler
+through kopf's memo. It owns the informers (pods, nodes, namespaces, policies: list+watch,
+compact records, no kopf handler per object), the webhook server, and the metrics server.
+The webhook and the janitor work from these stores on any replica; the per-policy pacers
+run only where kopf's peering lets the policy daemons run (exactly one active pacer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from burstguard.api import policy as policy_api
+from burstguard.core import gating, pacing, selection, shadow
+from burstguard.exporter import operator_metrics as metrics
+from burstguard.k8s import apiclient, namespaces, nodeviews, pods, policies, watching, webhookconfig
+from burstguard.operator import admission, certificates
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXCLUDED_NAMESPACES: Final = ("kube-system",)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the operator runs (from ``burstguard operator`` flags)."""
+
+    kubeconfig: str | None = None
+    """Kubeconfig path; None: $KUBECONFIG or in-cluster."""
+    webhook_host: str = "127.0.0.1"
+    """Address the webhook listens on and, with ``register_webhook``, the URL host."""
+    webhook_port: int = 9443
+    """Webhook TLS port."""
+    cert_dir: Path = Path("/tmp/burstguard-webhook")
+    """Directory of ca.pem, tls.crt, tls.key (made when missing)."""
+    register_webhook: bool = False
+    """Create/replace the MutatingWebhookConfiguration pointing at this process (dev/tests)."""
+    webhook_timeout_s: int = webhookconfig.DEFAULT_TIMEOUT_S
+    """Admission timeout written into the configuration, seconds."""
+    excluded_namespaces: tuple[str, ...] = DEFAULT_EXCLUDED_NAMESPACES
+    """Namespaces never gated (kube-system and the release namespace)."""
+    namespaces: tuple[str, ...] = ()
+    """Only pace pods in these namespaces; empty = all."""
+    metrics_port: int | None = 8080
+    """Prometheus port; None = no metrics server."""
+    tick_s: float = 0.1
+    """Pacer tick, seconds."""
+    status_interval_s: float = 2.0
+    """Least time between two status writes of one policy, seconds."""
+    release_concurrency: int = 32
+    """Release patches in flight at once."""
+    routine_release_events: bool = False
+    """Post an Event for every routine release (costs one more write per pod)."""
+
+
+@dataclass
+class Runtime:
+    """Process-wide state shared by handlers."""
+
+    options: Options
+    api: apiclient.Api
+    pod_store: pods.PodStore = field(default_factory=pods.PodStore)
+    node_store: nodeviews.NodeStore = field(default_factory=nodeviews.NodeStore)
+    namespace_store: namespaces.NamespaceStore = field(default_factory=namespaces.NamespaceStore)
+    policy_store: policies.PolicyStore = field(default_factory=policies.PolicyStore)
+    started_at: float = field(default_factory=time.time)
+    shadow_queues: dict[str, dict[str, pacing.QueuedPod]] = field(default_factory=dict)
+    """DryRun policy -> pods it would have gated and not yet released (virtual queue)."""
+    shadow_entered: dict[str, int] = field(default_factory=dict)
+    """DryRun policy -> pods that entered the virtual queue since the last tick."""
+    pod_conflicts: dict[str, int] = field(default_factory=dict)
+    """Policy -> new pods it selected but an older policy owned."""
+    pending_releases: dict[str, float] = field(default_factory=dict)
+    """Pods patched by a release and not yet seen ungated -> when patched."""
+    release_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    informers: list[watching.Informer] = field(default_factory=list)
+    server: admission.AdmissionServer | None = None
+    shadow_results: dict[str, shadow.WouldHave] = field(default_factory=dict)
+
+    def ordered_policies(self) -> list[policy_api.BurstPolicy]:
+        """Valid policies, oldest first."""
+        return self.policy_store.ordered
+
+    def _on_new_pod(self, rec: pods.PodRecord) -> None:
+        """First sight of a pod: shadow queues and pod-conflict counts."""
+        if rec.gated or rec.node is not None:
+            return
+        if rec.created_at < self.started_at - 5.0:
+            return  # existed before this operator: not a "new" creation it could have gated
+        namespace = rec.namespace
+        ns_labels = {gating.NAMESPACE_NAME_LABEL: namespace, **self.namespace_store.get(namespace)}
+        owner, losers = selection.pod_owner(self.policy_store.ordered, ns_labels, rec.labels)
+        for loser in losers:
+            self.pod_conflicts[loser] = self.pod_conflicts.get(loser, 0) + 1
+        if owner is None or owner.spec.enforcing or namespace in self.options.excluded_namespaces:
+            return
+        self.shadow_queues.setdefault(owner.name, {})[rec.key] = pacing.QueuedPod(
+            key=rec.key,
+            created_at=rec.created_at,
+            priority=rec.priority,
+            cost_bytes=rec.memory_bytes,
+        )
+        self.shadow_entered[owner.name] = self.shadow_entered.get(owner.name, 0) + 1
+
+    def _on_gone_pod(self, rec: pods.PodRecord) -> None:
+        for queue in self.shadow_queues.values():
+            queue.pop(rec.key, None)
+        self.pending_releases.pop(rec.key, None)
+
+    async def start(self) -> None:
+        """Start informers, wait for their first list, then serve the webhook and metrics."""
+        self.release_slots = asyncio.Semaphore(self.options.release_concurrency)
+        self.pod_store.on_new.append(self._on_new_pod)
+        self.pod_store.on_gone.append(self._on_gone_pod)
+        self.informers = [
+            watching.Informer(self.api, namespaces.NAMESPACES_PATH, self.namespace_store),
+            watching.Informer(self.api, policies.POLICIES_PATH, self.policy_store),
+            watching.Informer(self.api, nodeviews.NODES_PATH, self.node_store),
+        ]
+        pod_paths = (
+            [f"/api/v1/namespaces/{ns}/pods" for ns in self.options.namespaces]
+            if self.options.namespaces
+            else [pods.PODS_PATH]
+        )
+        # Policies and namespaces first: the shadow hook needs them when pods arrive.
+        for informer in self.informers:
+            self.tasks.append(asyncio.create_task(informer.run(), name=f"informer {informer.path}"))
+        await asyncio.wait_for(
+            asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout=60
+        )
+        for path in pod_paths:
+            informer = watching.Informer(
+                self.api, path, self.pod_store, field_selector=pods.ACTIVE_PODS
+            )
+            self.informers.append(informer)
+            self.tasks.append(asyncio.create_task(informer.run(), name=f"informer {path}"))
+        await asyncio.wait_for(
+            asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout=120
+        )
+        await self._start_webhook()
+        if self.options.metrics_port is not None:
+            metrics.serve(self.options.metrics_port)
+        log.info(
+            "operator ready: %d pods, %d nodes, %d policies",
+            len(self.pod_store.pods),
+            len(self.node_store.nodes),
+            len(self.policy_store.policies),
+        )
+
+    async def _start_webhook(self) -> None:
+        o = self.options
+        hosts = [o.webhook_host, "localhost"] if o.webhook_host != "localhost" else ["localhost"]
+        files = certificates.ensure(o.cert_dir, hosts)
+        self.server = admission.AdmissionServer(
+            policies=self.ordered_policies,
+            namespace_labels=self.namespace_store.get,
+            excluded_namespaces=frozenset(o.excluded_namespaces),
+        )
+        await self.server.start(
+            host=o.webhook_host,
+            port=o.webhook_port,
+            certfile=str(files.cert),
+            keyfile=str(files.key),
+        )
+        if o.register_webhook:
+            body = webhookconfig.manifest(
+                url=f"https://{o.webhook_host}:{o.webhook_port}{admission.MUTATE_PATH}",
+                ca_pem=files.ca.read_bytes(),
+                excluded_namespaces=o.excluded_namespaces,
+                timeout_s=o.webhook_timeout_s,
+            )
+            await webhookconfig.ensure(self.api, body)
+            log.info("registered MutatingWebhookConfiguration %s", webhookconfig.NAME)
+
+    async def stop(self) -> None:
+        """Stop serving and watching (the webhook configuration stays: it fails open)."""
+        if self.server is not None:
+            await self.server.stop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.api.close()
