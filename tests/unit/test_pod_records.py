@@ -1,0 +1,78 @@
+"""Compact pod records and the store's indexes (gated, in flight, starting per node)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from burstguard.api import names
+from burstguard.k8s import pods
+
+
+class Pod:
+    """Builds pod objects as a watch delivers them."""
+
+    def __init__(self, name: str = "p1") -> None:
+        self.obj: dict[str, Any] = {
+            "metadata": {
+                "name": name,
+                "namespace": "jobs",
+                "uid": f"uid-{name}",
+                "creationTimestamp": "2026-11-27T09:00:00Z",
+                "annotations": {names.POLICY_ANNOTATION: "batch"},
+            },
+            "spec": {
+                "containers": [{"name": "c", "resources": {"requests": {"memory": "128Mi"}}}],
+                "schedulingGates": [{"name": "other.io/g"}, {"name": names.SCHEDULING_GATE}],
+            },
+            "status": {"phase": "Pending"},
+        }
+
+    def ungated(self) -> Pod:
+        self.obj["spec"].pop("schedulingGates")
+        return self
+
+    def bound(self, node: str) -> Pod:
+        self.obj["spec"]["nodeName"] = node
+        return self
+
+    def running(self) -> Pod:
+        self.obj["status"] = {
+            "phase": "Running",
+            "containerStatuses": [{"name": "c", "state": {"running": {}}}],
+        }
+        return self
+
+    def build(self) -> dict[str, Any]:
+        return self.obj
+
+
+def test_a_record_keeps_the_gate_index_memory_request_and_policy() -> None:
+    rec = pods.compact(Pod().build())
+    assert rec.gate_index == 1 and rec.memory_bytes == 128 * 2**20 and rec.policy == "batch"
+    assert rec.key == "jobs/p1" and not rec.starting
+
+
+def test_a_pod_moves_from_gated_to_in_flight_to_starting_to_started() -> None:
+    store = pods.PodStore()
+    store.apply("ADDED", Pod().build())
+    assert list(store.gated["batch"]) == ["jobs/p1"]
+    store.apply("MODIFIED", Pod().ungated().build())
+    assert not store.gated["batch"] and list(store.in_flight["batch"]) == ["jobs/p1"]
+    store.apply("MODIFIED", Pod().ungated().bound("n1").build())
+    assert not store.in_flight["batch"] and store.starting["n1"] == 1
+    store.apply("MODIFIED", Pod().ungated().bound("n1").running().build())
+    assert store.starting["n1"] == 0
+    store.apply("DELETED", Pod().ungated().bound("n1").running().build())
+    assert store.pods == {}
+
+
+def test_a_relist_forgets_vanished_pods_and_tells_listeners_once() -> None:
+    store = pods.PodStore()
+    seen: list[str] = []
+    gone: list[str] = []
+    store.on_new.append(lambda r: seen.append(r.key))
+    store.on_gone.append(lambda r: gone.append(r.key))
+    store.replace([Pod("a").build(), Pod("b").bound("n1").ungated().build()])
+    store.replace([Pod("b").bound("n1").ungated().build()])
+    assert seen == ["jobs/a", "jobs/b"] and gone == ["jobs/a"]
+    assert store.gated_count() == 0 and store.starting["n1"] == 1
