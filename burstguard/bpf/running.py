@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
 from burstguard.bpf import choosing, decoding, specs
 
+_SECONDS_PER_UNIT: Final = {"nanoseconds": 1e-9}
 _HARMLESS_STDERR: Final = ("couldn't set RLIMIT_MEMLOCK",)
 STDERR_KEEP: Final = 20
 """stderr lines kept per script for the failure reason."""
@@ -161,6 +162,24 @@ class Signals:
     """At least one script is running."""
 
 
+class Source(Protocol):
+    """What the agent needs from the BPF side (a :class:`Runner` or a :class:`Replay`)."""
+
+    choices: tuple[choosing.Choice, ...]
+
+    def statuses(self) -> tuple[ScriptStatus, ...]:
+        """One status per script."""
+
+    def totals(self) -> Mapping[str, Totals]:
+        """Cumulative values per running script."""
+
+    def signals(self, now: float, max_age_s: float | None = None) -> Signals:
+        """Window p99s and the degradation reason."""
+
+    def stop(self) -> None:
+        """Stop whatever runs."""
+
+
 class Runner:
     """Starts the chosen scripts and answers for all of them."""
 
@@ -228,13 +247,8 @@ class Runner:
             age_limit = max_age_s if max_age_s is not None else 3.0 * proc.spec.interval_s
             if now - at > age_limit:
                 continue
-            for metric in proc.spec.metrics:
-                value = window.maps.get(metric.name)
-                if metric.feeds not in p99 or value is None:
-                    continue
-                q = decoding.quantile(decoding.merge(value.histograms.values()), 0.99)
-                if q is not None:
-                    p99[metric.feeds].append(q * _SECONDS_PER_UNIT.get(metric.unit, 1.0))
+            for feed, value in window_p99s(proc.spec, window).items():
+                p99.setdefault(feed, []).append(value)
         return Signals(
             mount_p99_s=max(p99["mount_p99"]) if p99["mount_p99"] else None,
             lock_wait_p99_s=max(p99["lock_wait_p99"]) if p99["lock_wait_p99"] else None,
@@ -248,4 +262,55 @@ class Runner:
             proc.stop()
 
 
-_SECONDS_PER_UNIT: Final = {"nanoseconds": 1e-9}
+def window_p99s(spec: specs.ScriptSpec, window: decoding.Window) -> dict[str, float]:
+    """p99 (seconds) of each histogram that feeds the node state, over one window."""
+    out: dict[str, float] = {}
+    for metric in spec.metrics:
+        value = window.maps.get(metric.name)
+        if not metric.feeds or value is None:
+            continue
+        q = decoding.quantile(decoding.merge(value.histograms.values()), 0.99)
+        if q is not None:
+            out[metric.feeds] = max(
+                out.get(metric.feeds, 0.0), q * _SECONDS_PER_UNIT.get(metric.unit, 1.0)
+            )
+    return out
+
+
+class Replay:
+    """The :class:`Runner` interface over captured output (tests, golden files, offline
+    analysis): every window of each capture is added to the totals, and the last window
+    of each gives the p99s."""
+
+    def __init__(self, captures: Mapping[str, tuple[specs.ScriptSpec, list[str]]]) -> None:
+        self.choices = tuple(
+            choosing.Choice(spec, True, "replayed") for spec, _ in captures.values()
+        )
+        self._totals: dict[str, Totals] = {}
+        self._last: dict[str, dict[str, float]] = {}
+        for name, (spec, lines) in captures.items():
+            windows, _ = decoding.decode_lines(lines)
+            totals = Totals()
+            for w in windows:
+                totals.add(w)
+            self._totals[name] = totals
+            self._last[name] = window_p99s(spec, windows[-1]) if windows else {}
+
+    def statuses(self) -> tuple[ScriptStatus, ...]:
+        """Every replayed script counts as running."""
+        return tuple(ScriptStatus(c.spec.name, "running") for c in self.choices)
+
+    def totals(self) -> Mapping[str, Totals]:
+        """Cumulative values per script."""
+        return self._totals
+
+    def signals(self, now: float, max_age_s: float | None = None) -> Signals:
+        """p99s of the last window of each capture."""
+        merged: dict[str, float] = {}
+        for p99s in self._last.values():
+            for feed, value in p99s.items():
+                merged[feed] = max(merged.get(feed, 0.0), value)
+        return Signals(merged.get("mount_p99"), merged.get("lock_wait_p99"), "", True)
+
+    def stop(self) -> None:
+        """Nothing runs."""
