@@ -112,6 +112,11 @@ class ScriptProcess:
                 with self._lock:
                     self._stderr.append(text)
 
+    @property
+    def pid(self) -> int:
+        """Process id of the bpftrace child (for resource accounting)."""
+        return self._proc.pid
+
     def status(self) -> ScriptStatus:
         """Current state; a dead process is ``failed`` with bpftrace's last error line."""
         code = self._proc.poll()

@@ -12,7 +12,7 @@ Writes touch only fields burstguard owns, so they never fight kubelet or other w
 * the ``BurstguardHeadroom`` condition goes to ``nodes/status`` as a strategic merge patch:
   Node conditions merge by ``type``, so kubelet's own conditions stay untouched.
 
-A ValidatingAdmissionPolicy (``deploy/agent-node-policy.yaml``) lets the agent's service
+A ValidatingAdmissionPolicy (``deploy/agent/node-policy.yaml``) lets the agent's service
 account patch only the Node it runs on; the agent therefore needs no per-node RBAC.
 """
 
