@@ -38,3 +38,17 @@ test-unit:
 ## bpf-check: parse-check every bpf/*.bt with bpftrace -d and match it to its bpf/*.yaml spec
 bpf-check:
 	$(PY) -m burstguard.bpf.checking bpf
+
+## chart: regenerate the chart's values.schema.json and crds/ (tests/chart/generating.py)
+## manifests: regenerate manifests/ from the chart too (needs helm: make setup)
+.PHONY: chart manifests
+chart:
+	$(PY) -m tests.chart.generating --no-manifests
+
+manifests:
+	$(PY) -m tests.chart.generating
+
+## test-chart: helm lint, helm template per ci values file, kubeconform -strict, drift checks,
+## and the rendered objects applied to the local control plane
+test-chart:
+	$(BIN)/pytest tests/chart

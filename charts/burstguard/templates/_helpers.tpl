@@ -1,0 +1,86 @@
+{{/*
+Names, labels and small shared pieces. Every object is named `<fullname>-<component>` and
+labelled with the component, so selectors never match another component's pods.
+*/}}
+
+{{- define "burstguard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "burstguard.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "burstguard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "burstguard.labels" -}}
+helm.sh/chart: {{ include "burstguard.chart" . }}
+app.kubernetes.io/name: {{ include "burstguard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: burstguard
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: include "burstguard.selectorLabels" (list . "operator") */}}
+{{- define "burstguard.selectorLabels" -}}
+{{- $top := index . 0 -}}
+app.kubernetes.io/name: {{ include "burstguard.name" $top }}
+app.kubernetes.io/instance: {{ $top.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* Labels of one component's objects: include "burstguard.componentLabels" (list . "agent") */}}
+{{- define "burstguard.componentLabels" -}}
+{{ include "burstguard.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "burstguard.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "burstguard.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (printf "%s-operator" (include "burstguard.fullname" .)) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "burstguard.agent.serviceAccountName" -}}
+{{- if .Values.agent.serviceAccount.create -}}
+{{- default (printf "%s-agent" (include "burstguard.fullname" .)) .Values.agent.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.agent.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "burstguard.operator.serviceName" -}}
+{{- printf "%s-operator" (include "burstguard.fullname" .) -}}
+{{- end -}}
+
+{{/* Secret holding the webhook's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "burstguard.webhook.secretName" -}}
+{{- default (printf "%s-webhook-tls" (include "burstguard.fullname" .)) .Values.webhook.existingSecret -}}
+{{- end -}}
+
+{{/* Where the operator container finds the webhook's certificate. */}}
+{{- define "burstguard.webhook.certDir" -}}
+/etc/burstguard/webhook
+{{- end -}}
