@@ -16,7 +16,7 @@ PAIRS = [
     for first, second in [
         ("host-6.18-pressure-a", "host-6.18-pressure-b"),
         ("host-6.18-idle", "host-6.18-pressure-b"),
-        ("guest-6.1.0-56-pressure-a", "guest-6.1.0-56-pressure-b"),,
+        ("guest-6.1.0-56-pressure-a", "guest-6.1.0-56-pressure-b"),
     ]
 ]
 
