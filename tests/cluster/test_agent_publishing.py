@@ -187,10 +187,10 @@ def test_the_admission_policy_rejects_a_patch_of_another_node_by_the_agent(
         return None
 
     # a freshly created policy takes a moment to be enforced: probe with a test annotation
-    wait_for(lambda: denied("burstguard.test/probe"), what="the policy to deny the other node")
+    wait_for(lambda: denied("burstguard.io/probe"), what="the policy to deny the other node")
     error = denied(names.SUMMARY_ANNOTATION)
     assert error is not None and error.status == 403
-    assert "may only modify the Node it runs on" in str(error)
+    assert "may change only the Node its pod runs on" in str(error)
     mine.set_annotations({names.SUMMARY_ANNOTATION: "{}"})  # its own node is fine
     assert node_annotations(cluster, own)[names.SUMMARY_ANNOTATION] == "{}"
     assert names.SUMMARY_ANNOTATION not in node_annotations(cluster, other)
