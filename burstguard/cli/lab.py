@@ -1,0 +1,115 @@
+"""``burstguard lab``: reproduce the pre-6.7 mount stall in a qemu guest and measure the guard.
+
+Exit codes: 0 every run finished; 1 some runs failed (the report covers the rest); 2 bad
+usage; 3 qemu cannot run on this host; 4 the guest cannot be built (missing tool or package).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from burstguard.lab import benchmarking, booting, building, scenarios
+
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for v in values:
+        names += [n.strip() for n in v.split(",") if n.strip()]
+    return names or ["unguarded", "guarded"]
+
+
+@click.command("lab")
+@click.option(
+    "--scenario",
+    "-s",
+    "scenario_opts",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help=f"Scenarios to run (repeatable or comma list): {', '.join(scenarios.SCENARIOS)}. "
+    "Default: unguarded,guarded.",
+)
+@click.option(
+    "--runs",
+    "-n",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="Boots per scenario (runs are interleaved across scenarios).",
+)
+@click.option(
+    "--out",
+    "-o",
+    default="lab-results",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for results.json, REPORT.md, latency-cdf.png and boot logs.",
+)
+@click.option("--smoke", is_flag=True, help="Tiny workload: boot, a few containers, done.")
+@click.option(
+    "--memory-mb",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(256, 16384),
+    help="Guest RAM (the scenario sizes assume 1024).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=3600.0,
+    show_default=True,
+    type=float,
+    help="Longest a single boot may take, seconds.",
+)
+@click.option("--no-kvm", is_flag=True, help="Do not probe KVM; use TCG emulation.")
+def command(  # noqa: PLR0917 (click passes options as arguments)
+    scenario_opts: tuple[str, ...],
+    runs: int,
+    out: Path,
+    smoke: bool,
+    memory_mb: int,
+    timeout_s: float,
+    no_kvm: bool,
+) -> None:
+    """Reproduce the shrinker_rwsem mount stall in a 6.1 guest; compare guarded runs."""
+    names = _names(scenario_opts)
+    unknown = [n for n in names if n not in scenarios.SCENARIOS]
+    if unknown:
+        raise click.UsageError(
+            f"unknown scenario {', '.join(unknown)}; choose from {', '.join(scenarios.SCENARIOS)}"
+        )
+    chosen = [scenarios.SCENARIOS[n] for n in dict.fromkeys(names)]
+    if smoke:
+        chosen = [scenarios.smoke(s) for s in chosen]
+    # SIGTERM (CI timeout, kill) must still stop qemu: turn it into SystemExit so the
+    # booting module's exit hook kills the process group.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    reason = booting.available()
+    if reason:
+        click.echo(f"lab: cannot run: {reason}", err=True)
+        raise SystemExit(3)
+    try:
+        doc = benchmarking.bench(
+            chosen,
+            runs,
+            out,
+            machine=booting.Machine(memory_mb=memory_mb),
+            try_kvm=not no_kvm,
+            timeout_s=timeout_s,
+        )
+    except building.BuildError as exc:
+        click.echo(f"lab: cannot build the guest: {exc}", err=True)
+        raise SystemExit(4) from exc
+    except KeyboardInterrupt:
+        click.echo("lab: interrupted; qemu stopped", err=True)
+        raise SystemExit(130) from None
+    for g in doc["goals"]:
+        click.echo(f"{'met' if g['met'] else 'NOT met'}: {g['goal']}: {g['measured']}")
+    click.echo(f"report: {out / 'REPORT.md'}")
+    if doc["failures"]:
+        for f in doc["failures"]:
+            click.echo(f"failed: {f['scenario']} run {f['index']}: {f['error']}", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,133 @@
+"""Running scenarios N times each and producing the report.
+
+Runs are interleaved (unguarded 0, guarded 0, unguarded 1, ...) rather than grouped, so a
+slow stretch of the shared host hurts every scenario alike instead of one. Each run is a
+fresh boot with a fresh data disk. A run that fails is recorded with its reason and the
+report is still written from the runs that succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from burstguard.lab import booting, building, measuring, reporting, scenarios
+
+
+def _say(msg: str) -> None:
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+def bench(
+    chosen: Sequence[scenarios.Scenario],
+    runs: int,
+    out: Path,
+    *,
+    machine: booting.Machine | None = None,
+    try_kvm: bool = True,
+    timeout_s: float = 3600.0,
+    progress: Callable[[str], None] = _say,
+) -> dict[str, Any]:
+    """Build, boot every (scenario, run), measure, write the report; return the JSON doc."""
+    machine = machine or booting.Machine()
+    guest = building.build(with_tools=any(s.guard != "none" for s in chosen))
+    accel = booting.choose_accel(guest, out / "boots", try_kvm=try_kvm)
+    progress(f"guest {guest.release} ({guest.package_version}), accel {accel}")
+    results: list[measuring.Run] = []
+    failures: list[dict[str, Any]] = []
+    for i in range(runs):
+        for s in chosen:
+            workdir = out / "boots" / f"{s.name}-{i}"
+            progress(f"run {i + 1}/{runs} {s.name}: booting ({workdir / 'console.log'})")
+            t0 = time.monotonic()
+            try:
+                boot = booting.boot(
+                    guest,
+                    scenarios.kernel_params(s),
+                    workdir,
+                    accel=accel,
+                    machine=machine,
+                    timeout_s=timeout_s,
+                )
+                for name, data in boot.files.items():
+                    (workdir / name).write_bytes(data)
+                run = measuring.measure(s.name, i, boot.files, boot.wall_s)
+            except (booting.BootError, measuring.MeasureError) as exc:
+                failures.append({"scenario": s.name, "index": i, "error": str(exc)})
+                progress(f"run {i + 1}/{runs} {s.name}: FAILED: {exc}")
+                continue
+            results.append(run)
+            progress(
+                f"run {i + 1}/{runs} {s.name}: {time.monotonic() - t0:.0f} s wall, "
+                f"mount max {run.mount.max_ms:.0f} ms, >100ms {run.mount.over_100ms}/"
+                f"{run.mount.n}, makespan {run.makespan_s:.1f} s, "
+                f"pgscan_kswapd {run.vmstat['pgscan_kswapd']}, "
+                f"hold max {run.holds.max_ms:.0f} ms"
+            )
+            doc = document(
+                guest=guest,
+                accel=accel,
+                machine=machine,
+                chosen=chosen,
+                results=results,
+                failures=failures,
+            )
+            reporting.write(doc, results, out)
+    doc = document(
+        guest=guest,
+        accel=accel,
+        machine=machine,
+        chosen=chosen,
+        results=results,
+        failures=failures,
+    )
+    reporting.write(doc, results, out)
+    return doc
+
+
+def document(
+    *,
+    guest: building.Guest,
+    accel: str,
+    machine: booting.Machine,
+    chosen: Sequence[scenarios.Scenario],
+    results: Sequence[measuring.Run],
+    failures: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON result document."""
+    summaries = {
+        s.name: measuring.summarize([r for r in results if r.scenario == s.name])
+        for s in chosen
+        if any(r.scenario == s.name for r in results)
+    }
+    return {
+        "guest": {"release": guest.release, "package_version": guest.package_version},
+        "accel": accel,
+        "machine": asdict(machine),
+        "workload": asdict(chosen[0].workload) if chosen else {},
+        "scenarios_run": [
+            {
+                "name": s.name,
+                "title": s.title,
+                "guard": s.guard,
+                "reclaim_cgroups": list(s.reclaim_cgroups),
+                "watermark_scale_factor": s.watermark_scale_factor,
+            }
+            for s in chosen
+        ],
+        "scenarios": summaries,
+        "goals": reporting.goals(summaries),
+        "runs": [measuring.run_json(r) for r in results],
+        "failures": list(failures),
+    }
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A results.json written earlier."""
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc

@@ -1,0 +1,150 @@
+"""The lab's scenarios: one node, one container-start burst, under the incident's pressure.
+
+Every scenario runs the same workload in a 1 GiB, 2-vCPU guest: a dentry/inode cache
+large enough that a shrinker pass over it is long (empty files and negative dentries, charged
+to the root memory cgroup, so they sit in one list), an anonymous hog (no swap), clean page
+cache filling the rest so the burst starts just above the high watermark, page cache that
+keeps growing during the burst (the incident reproduced it with ``dd``), and a burst of
+container starts, each an overlay mount of several lower layers, a memory cgroup and a
+process faulting in memory. Scenarios differ only in who
+guards the node:
+
+* ``unguarded`` — the runtime starts a container whenever a slot is free (4 at once).
+* ``guarded`` — burstguard's node logic in the guest: pacing (1 start per core), node state
+  with hysteresis, preparation (targeted ``memory.reclaim`` of the writer's cgroup, then clean
+  page cache) when headroom is short of the imminent demand.
+* ``drop-cache-only`` — preparation alone, page cache only (no cgroup target, no pacing).
+* ``pacing-only`` — pacing and node state alone, no preparation.
+* ``wsf`` — unguarded with ``vm.watermark_scale_factor=1000`` (kswapd wakes earlier).
+* ``control`` — the same burst without any memory pressure: what 4 concurrent starts cost on
+  2 emulated vCPUs alone (mount latency here is mostly CPU, not the lock).
+
+Sizes are chosen for emulation on a shared 2-core host (a run takes minutes, not hours);
+``smoke`` shrinks every size so a boot plus a tiny burst fits in a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Final
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the guest does, in the guest's units."""
+
+    files: int = 30_000
+    """Empty files created before the burst (ext4 inodes + dentries), count."""
+    negative_dentries: int = 600_000
+    """stat() misses before the burst (negative dentries), count."""
+    hog_mb: int = 300
+    """Anonymous memory held through the run, MiB (there is no swap)."""
+    leave_mb: int = 48
+    """Free memory above the summed high watermarks when the burst starts, MiB; the rest is
+    clean page cache in the ``lab/io`` cgroup."""
+    dd_mb: int = 4000
+    """Page cache added during the burst at most, MiB (stopped when the burst ends)."""
+    dd_rate_mb: int = 4
+    """Page cache added every half second during the burst, MiB."""
+    containers: int = 60
+    """Containers in the burst."""
+    slots: int = 4
+    """Containers alive at once (the node's pod capacity)."""
+    container_mb: int = 12
+    """Anonymous memory each container faults in, MiB."""
+    hold_ms: int = 1500
+    """How long each container runs after it started, ms."""
+    layers: int = 4
+    """Lower layers in each overlay mount."""
+    trace_min_us: int = 1000
+    """Shortest shrinker hold / writer wait kept in the trace buffer, µs (all go to a hist)."""
+
+
+SMOKE: Final = Workload(
+    files=2000,
+    negative_dentries=20_000,
+    hog_mb=0,
+    leave_mb=600,
+    dd_mb=16,
+    containers=6,
+    slots=3,
+    container_mb=4,
+    hold_ms=50,
+    trace_min_us=0,
+)
+"""A tiny burst for the test suite: boots, mounts, traces, guards, in a few minutes."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One way of running the burst."""
+
+    name: str
+    """Identifier used on the command line and in the report."""
+    title: str
+    """One line for the report."""
+    guard: str = "none"
+    """Guard mode in the guest: ``none``, ``full``, ``pace`` or ``prepare``."""
+    reclaim_cgroups: tuple[str, ...] = ()
+    """cgroups the guard may reclaim from (targeted memory.reclaim)."""
+    watermark_scale_factor: int | None = None
+    """vm.watermark_scale_factor to set before the burst; None keeps the default (10)."""
+    workload: Workload = Workload()
+    """Sizes."""
+
+
+IO_CGROUP: Final = "/sys/fs/cgroup/lab/io"
+"""The memory cgroup of the page-cache writer inside the guest."""
+
+SCENARIOS: Final = {
+    s.name: s
+    for s in (
+        Scenario("unguarded", "no guard: the runtime starts whenever a slot is free"),
+        Scenario(
+            "guarded",
+            "burstguard: pacing + node state + preparation (cgroup reclaim, then page cache)",
+            guard="full",
+            reclaim_cgroups=(IO_CGROUP,),
+        ),
+        Scenario("drop-cache-only", "preparation only, clean page cache only", guard="prepare"),
+        Scenario("pacing-only", "pacing and node state only, no preparation", guard="pace"),
+        Scenario("wsf", "unguarded, watermark_scale_factor=1000", watermark_scale_factor=1000),
+        Scenario(
+            "control",
+            "unguarded, no memory pressure (no slab prefill, hog or dd): CPU contention alone",
+            workload=Workload(files=0, negative_dentries=0, hog_mb=0, leave_mb=4096, dd_mb=0),
+        ),
+    )
+}
+"""Every scenario by name, in report order."""
+
+
+def smoke(s: Scenario) -> Scenario:
+    """The same scenario at smoke-test size."""
+    return replace(s, workload=SMOKE)
+
+
+def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
+    """``lab.*`` kernel command-line parameters the guest's /init reads."""
+    w = s.workload
+    params = {
+        "files": str(w.files),
+        "neg": str(w.negative_dentries),
+        "hog": str(w.hog_mb),
+        "leave": str(w.leave_mb),
+        "ddrate": str(w.dd_rate_mb),
+        "dd": str(w.dd_mb),
+        "n": str(w.containers),
+        "slots": str(w.slots),
+        "mb": str(w.container_mb),
+        "hold": str(w.hold_ms),
+        "layers": str(w.layers),
+        "guard": s.guard,
+        "trace": "1" if trace else "0",
+        "tracemin": str(w.trace_min_us),
+    }
+    if s.watermark_scale_factor is not None:
+        params["wsf"] = str(s.watermark_scale_factor)
+    if s.reclaim_cgroups:
+        params["guardargs"] = ",".join(f"--reclaim-cgroup,{cg}" for cg in s.reclaim_cgroups)
+    return params
