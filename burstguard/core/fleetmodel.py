@@ -44,6 +44,7 @@ passes in, and nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Mapping
@@ -182,9 +183,9 @@ class Params:
     kswapd_cores: float = KSWAPD_CORES
     """CPU kswapd takes from starts while awake, cores; default 0 (host measurement)."""
 
-    @property
+    @functools.cached_property
     def marks(self) -> Watermarks:
-        """The node's watermarks."""
+        """The node's watermarks (computed once: the model's hottest lookup)."""
         mfk = self.min_free_kbytes or default_min_free_kbytes(self.memory_bytes)
         return watermarks(self.memory_bytes, mfk, self.watermark_scale_factor)
 

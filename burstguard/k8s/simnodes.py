@@ -1,0 +1,104 @@
+"""API calls of the simulated fleet (``burstguard.simfleet``), which plays the agent for kwok nodes.
+
+The same writes the real agent makes, on many Nodes from one process (``kubernetes.aio``
+through :class:`~burstguard.k8s.apiclient.Api`, raw JSON: one event loop serves a thousand
+nodes): the summary annotation (JSON merge patch on the Node), the ``BurstguardHeadroom``
+condition (strategic merge patch on ``nodes/status``: conditions merge by type), the
+preparation acknowledgement, and one more the agent never makes: the pod annotation that
+tells kwok a simulated start has finished (``simfleet.stages``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Final
+
+from burstguard.api import names, units
+from burstguard.k8s import apiclient
+
+STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
+
+
+def _time(unix_s: float) -> str:
+    return (
+        datetime.datetime.fromtimestamp(unix_s, tz=datetime.UTC)
+        .replace(microsecond=0)
+        .isoformat()
+        .replace("+00:00", "Z")
+    )
+
+
+async def annotate_node(api: apiclient.Api, node: str, values: dict[str, str]) -> None:
+    """Merge ``values`` into the Node's annotations."""
+    await api.request(
+        "PATCH",
+        f"/api/v1/nodes/{node}",
+        body={"metadata": {"annotations": values}},
+        content_type=apiclient.MERGE_PATCH,
+    )
+
+
+async def set_condition(
+    api: apiclient.Api,
+    node: str,
+    *,
+    is_open: bool,
+    message: str,
+    last_transition: float,
+    now: float,
+) -> None:
+    """Write the ``BurstguardHeadroom`` condition (only this condition is touched)."""
+    condition = {
+        "type": names.HEADROOM_CONDITION,
+        "status": "True" if is_open else "False",
+        "reason": "HeadroomAvailable" if is_open else "HeadroomShort",
+        "message": message,
+        "lastTransitionTime": _time(last_transition),
+        "lastHeartbeatTime": _time(now),
+    }
+    await api.request(
+        "PATCH",
+        f"/api/v1/nodes/{node}/status",
+        body={"status": {"conditions": [condition]}},
+        content_type=STRATEGIC_MERGE_PATCH,
+    )
+
+
+async def annotate_pod(api: apiclient.Api, key: str, values: dict[str, str]) -> None:
+    """Merge ``values`` into the annotations of pod ``namespace/name`` (gone pods are fine)."""
+    namespace, _, name = key.partition("/")
+    try:
+        await api.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{name}",
+            body={"metadata": {"annotations": values}},
+            content_type=apiclient.MERGE_PATCH,
+        )
+    except apiclient.ApiError as exc:
+        if exc.status != 404:
+            raise
+
+
+def pod_facts(obj: dict[str, Any]) -> tuple[str, str | None, str, bool, int | None, str]:
+    """(key, node, phase, deleting, memory request bytes or None, first image) of a pod."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    memory, seen = 0, False
+    for c in spec.get("containers") or []:
+        value = ((c.get("resources") or {}).get("requests") or {}).get("memory")
+        if value is not None:
+            try:
+                memory += units.quantity_bytes(value)
+                seen = True
+            except (ValueError, units.UnitError):
+                continue
+    containers = spec.get("containers") or [{}]
+    return (
+        f"{meta.get('namespace', '')}/{meta.get('name', '')}",
+        spec.get("nodeName") or None,
+        str(status.get("phase") or "Pending"),
+        bool(meta.get("deletionTimestamp")),
+        memory if seen else None,
+        str(containers[0].get("image") or ""),
+    )

@@ -1,0 +1,1 @@
+"""The simulated fleet: plays the node agent for kwok nodes with a modelled memory (SIMULATION)."""

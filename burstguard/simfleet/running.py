@@ -1,0 +1,375 @@
+"""The simulated fleet process: plays the node agent for kwok nodes (a SIMULATION).
+
+One asyncio process serves every simulated node. It watches pods bound to those nodes and
+Nodes' preparation requests, advances each node's memory model (core/fleetmodel.py) in wall
+time, and:
+
+* **starts**: a pod bound to a simulated node begins a modelled start; when the model says it
+  finished, the pod gets the ``burstguard.io/simulated-start: done`` annotation and kwok (with
+  the stages of ``simfleet.stages``) makes it Running. A pod that finishes or goes away gives
+  its memory back;
+* **publishes** the same NodeSummary the agent does (``simulated=True``,
+  ``signal_source="simulation"``), rate-limited like the agent (at once on an Open/Closed
+  change, else every ``publish_interval_s``); the ``BurstguardHeadroom`` condition is written
+  on a state change only and its message starts with ``SIMULATED``;
+* **prepares**: a new preparation request makes the model reclaim page cache and is
+  acknowledged in the agent's format (action ``simulated_drop_caches``);
+* **records** a per-node timeline (the ``burstguard recommend`` format) and outcome counters.
+
+Writes go through a bounded number of concurrent requests; when the API server is slow, the
+tick simply takes longer (the model advances by wall time, so nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from burstguard.api import names, nodesummary, preparation, preparationack
+from burstguard.core import fleetmodel, recommending
+from burstguard.k8s import apiclient, simnodes, watching
+from burstguard.simfleet import stages
+
+log = logging.getLogger(__name__)
+
+SIMULATED_LABEL: Final = "burstguard.io/simulated"
+"""Node label (value ``true``) on every simulated node."""
+CONCURRENT_WRITES: Final = 16
+"""Most API writes in flight at once."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """How the fleet behaves."""
+
+    publish_interval_s: float = 10.0
+    """Longest gap between summaries without a state change, seconds (agent default 10)."""
+    tick_s: float = 0.25
+    """Model and publish cadence, seconds (the agent samples at 4 Hz)."""
+    default_demand_bytes: int = 256 * 2**20
+    """Memory a start faults in when the pod requests none, bytes."""
+    reserve_bytes: int = 0
+    """Subtracted from headroom, as the agent's ``--reserve``, bytes."""
+    record_every_s: float | None = 1.0
+    """Timeline resolution, seconds; None records nothing."""
+    seed: int = 1
+    """Seed of the model's random source."""
+
+
+@dataclass
+class NodeSim:
+    """One simulated node's model and publication memory."""
+
+    params: fleetmodel.Params
+    state: fleetmodel.State
+    last_counters: fleetmodel.Counters = field(default_factory=fleetmodel.Counters)
+    last_at: float = 0.0
+    published_state: str | None = None
+    published_at: float = 0.0
+    transition_at: float = 0.0
+    acked: str = ""
+    samples: list[recommending.Sample] = field(default_factory=list)
+
+
+@dataclass
+class Stats:
+    """What the process did."""
+
+    publishes: int = 0
+    conditions: int = 0
+    start_marks: int = 0
+    acks: int = 0
+    errors: int = 0
+    starts_seen: int = 0
+    started_durations: list[float] = field(default_factory=list)
+
+
+class _Pods:
+    """Pod store feeding bind/gone events to the fleet (only pods on simulated nodes)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.where: dict[str, str] = {}
+
+    def replace(self, objects: list[Mapping[str, Any]]) -> None:
+        seen = set()
+        for obj in objects:
+            key = self._apply(dict(obj), deleted=False)
+            if key:
+                seen.add(key)
+        for key in set(self.where) - seen:
+            self.fleet.gone(key, self.where.pop(key))
+
+    def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
+        self._apply(dict(obj), deleted=kind == "DELETED")
+
+    def _apply(self, obj: dict[str, Any], *, deleted: bool) -> str | None:
+        key, node, phase, deleting, memory, image = simnodes.pod_facts(obj)
+        if node is None or node not in self.fleet.nodes:
+            return None
+        finished = deleted or deleting or phase in ("Succeeded", "Failed")
+        if finished:
+            if key in self.where:
+                self.fleet.gone(key, self.where.pop(key))
+            return None
+        if key not in self.where:
+            self.where[key] = node
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(stages.STARTED_ANNOTATION) != stages.STARTED_VALUE:
+                self.fleet.bound(key, node, memory, image)
+        return key
+
+
+class _Nodes:
+    """Node store: preparation requests on simulated nodes."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def replace(self, objects: list[Mapping[str, Any]]) -> None:
+        for obj in objects:
+            self.apply("ADDED", obj)
+
+    def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        text = (meta.get("annotations") or {}).get(names.PREPARE_REQUEST_ANNOTATION)
+        if kind != "DELETED" and text and name in self.fleet.nodes:
+            try:
+                self.fleet.requested(name, preparation.decode(text))
+            except preparation.RequestError as exc:
+                log.warning("node %s: bad preparation request: %s", name, exc)
+
+
+class Fleet:
+    """Every simulated node of one cluster."""
+
+    def __init__(
+        self,
+        api: apiclient.Api,
+        nodes: Mapping[str, tuple[fleetmodel.Params, fleetmodel.State]],
+        config: Config = Config(),
+    ) -> None:
+        self.api = api
+        self.config = config
+        self.rng = random.Random(config.seed)
+        now = time.time()
+        self.nodes: dict[str, NodeSim] = {
+            name: NodeSim(params, _retime(state, now), state.counters, now)
+            for name, (params, state) in nodes.items()
+        }
+        self.stats = Stats()
+        self._writes = asyncio.Semaphore(CONCURRENT_WRITES)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_record = 0.0
+
+    def reset(self, nodes: Mapping[str, tuple[fleetmodel.Params, fleetmodel.State]]) -> None:
+        """Put every node back to the given state (same start for a second run); keeps
+        publication memory, clears timelines and start durations."""
+        now = time.time()
+        for name, (params, state) in nodes.items():
+            sim = self.nodes[name]
+            sim.params, sim.state = params, _retime(state, now)
+            sim.last_counters, sim.last_at = sim.state.counters, now
+            sim.samples.clear()
+        self.stats.started_durations.clear()
+
+    # -- events from the informers ---------------------------------------------------------------
+
+    def bound(self, key: str, node: str, memory: int | None, image: str) -> None:
+        """A pod was bound to a simulated node: its start begins now."""
+        sim = self.nodes[node]
+        now = time.time()
+        sim.state, done = fleetmodel.advance(sim.state, sim.params, now, self.rng)
+        self._finished(done)
+        demand = memory or self.config.default_demand_bytes
+        sim.state = fleetmodel.start(sim.state, sim.params, key, demand, now=now, image=image)
+        self.stats.starts_seen += 1
+
+    def gone(self, key: str, node: str) -> None:
+        """A pod finished or was deleted: its memory returns."""
+        sim = self.nodes[node]
+        sim.state = fleetmodel.stop(sim.state, key)
+
+    def requested(self, node: str, request: preparation.PrepareRequest) -> None:
+        """A preparation request: reclaim page cache in the model and acknowledge."""
+        sim = self.nodes[node]
+        if request.id == sim.acked:
+            return
+        sim.acked = request.id
+        before = fleetmodel.headroom_bytes(sim.state, sim.params, self.config.reserve_bytes)
+        freed = min(request.bytes_wanted, sim.state.cache_bytes)
+        sim.state = fleetmodel.prepare(sim.state, request.bytes_wanted)
+        now = time.time()
+        ack = preparationack.PrepareAck(
+            id=request.id,
+            done_at=now,
+            dry_run=False,
+            bytes_wanted=request.bytes_wanted,
+            freed_bytes=freed,
+            headroom_before_bytes=before,
+            headroom_after_bytes=before + freed,
+            actions=(
+                preparationack.ActionResult(
+                    kind="simulated_drop_caches",
+                    target="model",
+                    outcome="done",
+                    freed_bytes=freed,
+                    detail="SIMULATED: modelled page-cache reclaim",
+                ),
+            ),
+        )
+        self.stats.acks += 1
+        self._spawn(
+            simnodes.annotate_node(
+                self.api, node, {names.PREPARE_ACK_ANNOTATION: preparationack.encode(ack)}
+            )
+        )
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        async def guarded() -> None:
+            async with self._writes:
+                try:
+                    await coro
+                except Exception as exc:  # counted and logged; the next tick retries state
+                    self.stats.errors += 1
+                    log.warning("simulated fleet write failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _finished(self, done: tuple[fleetmodel.Started, ...]) -> None:
+        for started in done:
+            self.stats.start_marks += 1
+            self.stats.started_durations.append(started.duration_s)
+            self._spawn(
+                simnodes.annotate_pod(
+                    self.api, started.key, {stages.STARTED_ANNOTATION: stages.STARTED_VALUE}
+                )
+            )
+
+    def tick(self, now: float) -> None:
+        """Advance every node to ``now``; mark finished starts; publish what is due."""
+        record = (
+            self.config.record_every_s is not None
+            and now - self._last_record >= self.config.record_every_s
+        )
+        if record:
+            self._last_record = now
+        for name, sim in self.nodes.items():
+            sim.state, done = fleetmodel.advance(sim.state, sim.params, now, self.rng)
+            self._finished(done)
+            summary = fleetmodel.summarize(
+                sim.state,
+                sim.params,
+                sim.last_counters,
+                elapsed_s=max(now - sim.last_at, 1e-3),
+                now=now,
+                reserve_bytes=self.config.reserve_bytes,
+            )
+            sim.last_counters, sim.last_at = sim.state.counters, now
+            if record:
+                sim.samples.append(
+                    recommending.Sample(
+                        at=now,
+                        headroom_bytes=float(summary.headroom_bytes),
+                        pgscan_kswapd=summary.rates.pgscan_kswapd,
+                        allocstall=summary.rates.allocstall,
+                        starting=float(sim.state.starting),
+                    )
+                )
+            changed = summary.state != sim.published_state
+            if changed or now - sim.published_at >= self.config.publish_interval_s:
+                self._publish(name, sim, summary, changed, now)
+
+    def _publish(
+        self, name: str, sim: NodeSim, summary: nodesummary.NodeSummary, changed: bool, now: float
+    ) -> None:
+        sim.published_at = now
+        self.stats.publishes += 1
+        self._spawn(
+            simnodes.annotate_node(
+                self.api, name, {names.SUMMARY_ANNOTATION: nodesummary.encode(summary)}
+            )
+        )
+        if changed:
+            sim.published_state = summary.state
+            sim.transition_at = now
+            self.stats.conditions += 1
+            reasons = ", ".join(summary.reasons) or "quiet"
+            self._spawn(
+                simnodes.set_condition(
+                    self.api,
+                    name,
+                    is_open=summary.state == "Open",
+                    message=(
+                        f"SIMULATED {summary.state}: {reasons}; modelled headroom "
+                        f"{summary.headroom_bytes / 2**20:.0f} MiB"
+                    ),
+                    last_transition=now,
+                    now=now,
+                )
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch pods and nodes, tick until ``stop`` is set, then flush the writes."""
+        pods = watching.Informer(self.api, "/api/v1/pods", _Pods(self))
+        nodes = watching.Informer(
+            self.api, "/api/v1/nodes", _Nodes(self), label_selector=f"{SIMULATED_LABEL}=true"
+        )
+        informers = [asyncio.create_task(pods.run()), asyncio.create_task(nodes.run())]
+        try:
+            while not stop.is_set():
+                self.tick(time.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.config.tick_s)
+        finally:
+            for task in informers:
+                task.cancel()
+            await asyncio.gather(*informers, return_exceptions=True)
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def timeline(self) -> tuple[recommending.NodeHistory, ...]:
+        """Recorded per-node history (simulated)."""
+        return tuple(
+            recommending.NodeHistory(
+                node=name,
+                samples=tuple(sim.samples),
+                kernel_release=sim.params.kernel_release,
+                shrinker_exposed=sim.params.shrinker_exposed,
+                cores=sim.params.cores,
+                memory_bytes=sim.params.memory_bytes,
+                simulated=True,
+            )
+            for name, sim in sorted(self.nodes.items())
+        )
+
+    def outcome(self) -> dict[str, float]:
+        """Fleet totals (core/fleetmodel.outcome) plus start durations."""
+        totals = fleetmodel.outcome({n: s.state for n, s in self.nodes.items()})
+        durations = sorted(self.stats.started_durations)
+        if durations:
+            totals["start_p50_s"] = durations[len(durations) // 2]
+            totals["start_max_s"] = durations[-1]
+        return totals
+
+    def starting(self) -> int:
+        """Pods starting across the fleet."""
+        return sum(s.state.starting for s in self.nodes.values())
+
+
+def _retime(state: fleetmodel.State, now: float) -> fleetmodel.State:
+    """A state made at another time, moved to ``now`` (nothing happens in between)."""
+    return replace(state, at=now)
