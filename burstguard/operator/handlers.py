@@ -32,7 +32,6 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     settings.posting.level = logging.WARNING
     settings.persistence.finalizer = f"{names.GROUP}/pacer"
     settings.watching.server_timeout = 270
-    settings.scanning.disabled = True
     api = await apiclient.connect(options.kubeconfig)
     rt = runtime_.Runtime(options=options, api=api)
     await rt.start()

@@ -50,7 +50,8 @@ def run(
     kopf.run(
         clusterwide=True,
         standalone=standalone,
-        peering_name=peering_name,
+        # A peering name makes kopf's peering mandatory, even when standalone.
+        peering_name=None if standalone else peering_name,
         priority=priority,
         memo=kopf.Memo(options=options),
     )

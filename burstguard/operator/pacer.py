@@ -62,6 +62,7 @@ class PolicyLoop:
         self.ready_condition: dict[str, Any] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.node_counts: dict[str, int] = {}
+        self.exported_states: dict[str, str] = {}
         self.fallback = ""
 
     # -- helpers ------------------------------------------------------------------------------
@@ -127,10 +128,12 @@ class PolicyLoop:
                 metrics.SHADOW_CLOSURES.labels(self.name).inc()
             if spec.enforcing and node.schedulable:
                 self._label(name, node, verdict.label)
-            for state in ("open", "closed", "stale"):
-                metrics.NODE_INTAKE.labels(name, state).set(
-                    1.0 if state == verdict.pacing_state else 0.0
-                )
+            if self.exported_states.get(name) != verdict.pacing_state:
+                self.exported_states[name] = verdict.pacing_state
+                for state in ("open", "closed", "stale"):
+                    metrics.NODE_INTAKE.labels(name, state).set(
+                        1.0 if state == verdict.pacing_state else 0.0
+                    )
             if not node.schedulable:
                 continue
             headroom = None
