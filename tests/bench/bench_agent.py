@@ -194,8 +194,10 @@ def main() -> None:
     parser.add_argument("--kubeconfig")
     parser.add_argument("--node")
     parser.add_argument("--reactions", type=int, default=3)
+    parser.add_argument("--no-cost", action="store_true", help="only measure reaction time")
     args = parser.parse_args()
-    print(json.dumps({"cost": measure_cost(args.hz, args.seconds)}, indent=2))
+    if not args.no_cost:
+        print(json.dumps({"cost": measure_cost(args.hz, args.seconds)}, indent=2))
     for i in range(args.reactions):
         print(
             json.dumps({f"reaction_{i + 1}": measure_reaction(args.hz, args.kubeconfig, args.node)})
