@@ -44,6 +44,8 @@ BURST_MIN_BYTES: Final = 128 * 2**20
 """Smallest headroom drop counted as a burst, bytes."""
 BURST_WINDOW_S: Final = 30.0
 """Longest a burst's headroom drop may take, seconds."""
+PAGE_SIZE: Final = 4096
+"""Bytes per page: scan rates are pages/s (clean page cache: scanned ≈ reclaimed)."""
 SCAN_ACTIVE: Final = 1.0
 """kswapd scan rate above which a sample counts as reclaiming, pages/s."""
 MIB: Final = 2**20
@@ -71,6 +73,8 @@ class Sample:
     """Allocation stalls (direct reclaim entries) per second."""
     starting: float | None = None
     """Pods starting on the node; None when the source does not know."""
+    starts_total: float | None = None
+    """Starts completed on the node so far (a counter); None when the source does not know."""
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,11 @@ class Burst:
     headroom_before_bytes: float
     """Headroom before the drop, bytes."""
     demand_bytes: float
-    """Size of the drop, bytes."""
+    """Memory the burst took: the headroom drop plus what kswapd reclaimed meanwhile, bytes."""
     pods: float | None
-    """Most pods starting at once during the drop; None when unknown."""
+    """Starts completed during the burst (from the starts counter); None when unknown."""
+    peak_starting: float | None = None
+    """Most pods starting at once during the burst; None when unknown."""
 
 
 @dataclass(frozen=True)
@@ -243,14 +249,22 @@ def bursts(history: NodeHistory) -> tuple[Burst, ...]:
             j += 1
         drop = top.headroom_bytes - low
         if drop >= BURST_MIN_BYTES:
-            during = [s.starting for s in samples[i : low_j + 1] if s.starting is not None]
+            window = samples[i : low_j + 1]
+            during = [s.starting for s in window if s.starting is not None]
+            reclaimed = sum(
+                window[k].pgscan_kswapd * PAGE_SIZE * (window[k].at - window[k - 1].at)
+                for k in range(1, len(window))
+            )
+            first, last = window[0].starts_total, window[-1].starts_total
+            pods = None if first is None or last is None else last - first
             found.append(
                 Burst(
                     node=history.node,
                     began=top.at,
                     headroom_before_bytes=top.headroom_bytes,
-                    demand_bytes=drop,
-                    pods=max(during) if during else None,
+                    demand_bytes=drop + reclaimed,
+                    pods=pods if pods else None,
+                    peak_starting=max(during) if during else None,
                 )
             )
             # The burst is over once headroom stops falling; start looking after its low.
@@ -301,8 +315,8 @@ def recommend(
             Recommendation(
                 "spec.pacing.podStartupMemory",
                 _mib_quantity(cost),
-                f"p90 of headroom consumed per starting pod over {len(per_pod)} bursts "
-                f"({percentile(per_pod, 50) / MIB:.0f} MiB median)",
+                f"p90 of memory taken per start (headroom drop + kswapd reclaim) over "
+                f"{len(per_pod)} bursts ({percentile(per_pod, 50) / MIB:.0f} MiB median)",
             )
         )
     else:
@@ -311,46 +325,38 @@ def recommend(
             Recommendation(
                 "spec.pacing.podStartupMemory",
                 _mib_quantity(cost),
-                "default: no burst with known starting pods in the history",
+                "default: no burst with a known number of starts in the history",
             )
         )
 
-    # Per-node limit: the typical pre-burst headroom divided by the cost, ≤ one per core.
+    # Per-node limit: concurrency is a CPU matter (one start per core, host measurement); the
+    # headroom part is the pacer's live budget, so the typical pre-burst headroom is evidence.
     cores = [h.cores for h in histories if h.cores]
     core_cap = max(1, math.floor(min(cores))) if cores else None
     before = [b.headroom_before_bytes for b in all_bursts if b.headroom_before_bytes > 0]
+    wake = [e.starting_at_wake for e in all_episodes if e.starting_at_wake]
+    why: list[str] = []
+    if core_cap:
+        why.append(f"one start per core on the smallest node ({core_cap} cores)")
     if before:
         fits = max(1, math.floor(percentile(before, 10) / cost))
-        limit = min(fits, core_cap) if core_cap else fits
-        wake = [e.starting_at_wake for e in all_episodes if e.starting_at_wake]
-        wake_text = (
-            f"; kswapd woke with {percentile(wake, 50):.0f} pods starting (median of "
-            f"{len(wake)} episodes)"
-            if wake
-            else ""
+        why.append(
+            f"p10 headroom before {len(before)} bursts {percentile(before, 10) / MIB:.0f} MiB "
+            f"= {fits} starts of {cost / MIB:.0f} MiB without reclaim (the pacer's budget)"
         )
-        recs.append(
-            Recommendation(
-                "spec.pacing.maxStartingPerNode",
-                limit,
-                f"p10 headroom before {len(before)} bursts is "
-                f"{percentile(before, 10) / MIB:.0f} MiB = {fits} starts of "
-                f"{cost / MIB:.0f} MiB"
-                + (f", capped at one per core ({core_cap})" if core_cap else "")
-                + wake_text,
-            )
+    if wake:
+        why.append(
+            f"kswapd woke with {percentile(wake, 50):.0f} pods starting "
+            f"(median of {len(wake)} episodes)"
         )
+    if core_cap:
+        limit = core_cap
+    elif before:
+        limit = min(policy_api.DEFAULT_MAX_STARTING_PER_NODE, fits)
     else:
-        limit = core_cap or policy_api.DEFAULT_MAX_STARTING_PER_NODE
-        recs.append(
-            Recommendation(
-                "spec.pacing.maxStartingPerNode",
-                limit,
-                "no bursts in the history: one start per core"
-                if core_cap
-                else "default: no bursts and no core counts in the history",
-            )
-        )
+        limit = policy_api.DEFAULT_MAX_STARTING_PER_NODE
+        why.append("default: no bursts and no core counts in the history")
+    recs.append(Recommendation("spec.pacing.maxStartingPerNode", limit, "; ".join(why)))
     recs.append(
         Recommendation(
             "spec.pacing.maxStartingPerCore",
@@ -523,7 +529,14 @@ def encode_timeline(histories: Sequence[NodeHistory], source: str = "") -> str:
                 "memory_bytes": h.memory_bytes,
                 "simulated": h.simulated,
                 "samples": [
-                    [s.at, s.headroom_bytes, s.pgscan_kswapd, s.allocstall, s.starting]
+                    [
+                        s.at,
+                        s.headroom_bytes,
+                        s.pgscan_kswapd,
+                        s.allocstall,
+                        s.starting,
+                        s.starts_total,
+                    ]
                     for s in h.samples
                 ],
             }
@@ -555,6 +568,7 @@ def decode_timeline(text: str) -> tuple[NodeHistory, ...]:
                     pgscan_kswapd=float(row[2] or 0.0),
                     allocstall=float(row[3] or 0.0),
                     starting=_opt_float(row[4]) if len(row) > 4 else None,
+                    starts_total=_opt_float(row[5]) if len(row) > 5 else None,
                 )
                 for row in n["samples"]
             )

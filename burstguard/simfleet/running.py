@@ -88,6 +88,8 @@ class Stats:
     errors: int = 0
     starts_seen: int = 0
     started_durations: list[float] = field(default_factory=list)
+    last_started_at: float = 0.0
+    """Wall time the last modelled start finished, Unix seconds."""
 
 
 class _Pods:
@@ -179,6 +181,7 @@ class Fleet:
             sim.last_counters, sim.last_at = sim.state.counters, now
             sim.samples.clear()
         self.stats.started_durations.clear()
+        self.stats.last_started_at = 0.0
 
     # -- events from the informers ---------------------------------------------------------------
 
@@ -251,6 +254,7 @@ class Fleet:
         for started in done:
             self.stats.start_marks += 1
             self.stats.started_durations.append(started.duration_s)
+            self.stats.last_started_at = max(self.stats.last_started_at, started.at)
             self._spawn(
                 simnodes.annotate_pod(
                     self.api, started.key, {stages.STARTED_ANNOTATION: stages.STARTED_VALUE}
@@ -285,6 +289,7 @@ class Fleet:
                         pgscan_kswapd=summary.rates.pgscan_kswapd,
                         allocstall=summary.rates.allocstall,
                         starting=float(sim.state.starting),
+                        starts_total=float(sim.state.counters.starts_done),
                     )
                 )
             changed = summary.state != sim.published_state

@@ -23,10 +23,11 @@ class HistoryBuilder:
     memory_bytes: int | None = 16 * GIB
     samples: list[recommending.Sample] = field(default_factory=list)
     t: float = 1000.0
+    starts: float = 0.0
 
     def idle(self, seconds: int, headroom: float = 2 * GIB) -> HistoryBuilder:
         for _ in range(seconds):
-            self.samples.append(recommending.Sample(self.t, headroom, 0.0, 0.0, 0.0))
+            self.samples.append(recommending.Sample(self.t, headroom, 0.0, 0.0, 0.0, self.starts))
             self.t += 1
         return self
 
@@ -42,6 +43,7 @@ class HistoryBuilder:
         for step in range(1, 5):
             headroom = before - pods * cost * step / 4
             reclaiming = headroom < 0
+            self.starts += pods / 4
             self.samples.append(
                 recommending.Sample(
                     self.t,
@@ -49,6 +51,7 @@ class HistoryBuilder:
                     scan if reclaiming else 0.0,
                     allocstall if reclaiming else 0.0,
                     float(pods),
+                    self.starts,
                 )
             )
             self.t += 1
@@ -75,11 +78,18 @@ def value_of(report: recommending.Report, name: str, nodes: bool = False) -> obj
 
 
 def test_a_headroom_drop_is_a_burst_sized_by_the_drop_with_its_pods() -> None:
-    history = HistoryBuilder().idle(5).burst(pods=12).build()
+    history = HistoryBuilder().idle(5).burst(pods=6).build()
     (burst,) = recommending.bursts(history)
-    assert burst.demand_bytes == pytest.approx(12 * 256 * MIB)
-    assert burst.pods == 12
+    assert burst.demand_bytes == pytest.approx(6 * 256 * MIB)
+    assert burst.pods == 6 and burst.peak_starting == 6
     assert burst.headroom_before_bytes == 2 * GIB
+
+
+def test_a_bursts_demand_includes_what_kswapd_reclaimed_meanwhile() -> None:
+    history = HistoryBuilder().idle(5).burst(pods=12, scan=1000.0).build()
+    (burst,) = recommending.bursts(history)
+    reclaimed = 1000.0 * recommending.PAGE_SIZE * 2  # two 1 s intervals below zero
+    assert burst.demand_bytes == pytest.approx(12 * 256 * MIB + reclaimed)
 
 
 def test_small_wobbles_are_not_bursts() -> None:
@@ -98,10 +108,15 @@ def test_a_reclaim_episode_records_the_pods_starting_when_kswapd_woke() -> None:
 # -- proposing -----------------------------------------------------------------------------------
 
 
-def test_the_start_limit_is_what_the_typical_headroom_fits_at_the_measured_cost() -> None:
-    history = HistoryBuilder(cores=16).idle(3).burst(pods=16, cost=512 * MIB).build()
+def test_the_pod_cost_is_the_memory_taken_per_start() -> None:
+    history = HistoryBuilder().idle(3).burst(pods=3, cost=512 * MIB).build()
     report = recommending.recommend([history])
     assert value_of(report, "spec.pacing.podStartupMemory") == "512Mi"
+
+
+def test_without_core_counts_the_start_limit_is_what_the_typical_headroom_fits() -> None:
+    history = HistoryBuilder(cores=None).idle(3).burst(pods=3, cost=512 * MIB).build()
+    report = recommending.recommend([history])
     assert value_of(report, "spec.pacing.maxStartingPerNode") == 4  # 2 GiB / 512 MiB
 
 

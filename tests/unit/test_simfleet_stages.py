@@ -62,4 +62,10 @@ def test_the_written_file_is_labelled_a_simulation_and_parses_back(tmp_path: Pat
     target = stages.write(source, tmp_path / "sim.yaml")
     text = target.read_text()
     assert text.startswith("# kwok stages for burstguard's SIMULATED fleet")
-    assert len([d for d in yaml.safe_load_all(text) if d]) == 3
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert docs[0]["kind"] == "KwokConfiguration"
+    assert [d["metadata"]["name"] for d in docs[1:]] == [
+        "node-initialize",
+        "pod-ready",
+        "pod-complete",
+    ]
