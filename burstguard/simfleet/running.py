@@ -5,9 +5,9 @@ Nodes' preparation requests, advances each node's memory model (core/fleetmodel.
 time, and:
 
 * **starts**: a pod bound to a simulated node begins a modelled start; when the model says it
-  finished, the pod gets the ``burstguard.io/simulated-start: done`` annotation and kwok (with
-  the stages of ``simfleet.stages``) makes it Running. A pod that finishes or goes away gives
-  its memory back;
+  finished, the fleet writes the pod's status as started and Ready (kwok, with the stages of
+  ``simfleet.stages``, never starts a pod itself; it still completes Job pods after their run
+  time and deletes pods). A pod that finishes or goes away gives its memory back;
 * **publishes** the same NodeSummary the agent does (``simulated=True``,
   ``signal_source="simulation"``), rate-limited like the agent (at once on an Open/Closed
   change, else every ``publish_interval_s``); the ``BurstguardHeadroom`` condition is written
@@ -34,7 +34,6 @@ from typing import Any, Final
 from burstguard.api import names, nodesummary, preparation, preparationack
 from burstguard.core import fleetmodel, recommending
 from burstguard.k8s import apiclient, simnodes, watching
-from burstguard.simfleet import stages
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +41,8 @@ SIMULATED_LABEL: Final = "burstguard.io/simulated"
 """Node label (value ``true``) on every simulated node."""
 CONCURRENT_WRITES: Final = 16
 """Most API writes in flight at once."""
+HOST_IP: Final = "10.0.0.1"
+"""hostIP of simulated pods (the devcluster's kwok ``--node-ip``)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class _Pods:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.where: dict[str, str] = {}
+        self.containers: dict[str, list[tuple[str, str]]] = {}
 
     def replace(self, objects: list[Mapping[str, Any]]) -> None:
         seen = set()
@@ -119,11 +121,12 @@ class _Pods:
         if finished:
             if key in self.where:
                 self.fleet.gone(key, self.where.pop(key))
+                self.fleet.containers.pop(key, None)
             return None
         if key not in self.where:
             self.where[key] = node
-            annotations = (obj.get("metadata") or {}).get("annotations") or {}
-            if annotations.get(stages.STARTED_ANNOTATION) != stages.STARTED_VALUE:
+            if phase == "Pending":
+                self.fleet.containers[key] = simnodes.containers_of(obj)
                 self.fleet.bound(key, node, memory, image)
         return key
 
@@ -167,6 +170,9 @@ class Fleet:
             for name, (params, state) in nodes.items()
         }
         self.stats = Stats()
+        self.containers: dict[str, list[tuple[str, str]]] = {}
+        """Pod key -> (container name, image), for the started status."""
+        self._ips = 0
         self._writes = asyncio.Semaphore(CONCURRENT_WRITES)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_record = 0.0
@@ -255,9 +261,16 @@ class Fleet:
             self.stats.start_marks += 1
             self.stats.started_durations.append(started.duration_s)
             self.stats.last_started_at = max(self.stats.last_started_at, started.at)
+            self._ips += 1
+            pod_ip = f"10.244.{(self._ips >> 8) & 255}.{self._ips & 255}"
             self._spawn(
-                simnodes.annotate_pod(
-                    self.api, started.key, {stages.STARTED_ANNOTATION: stages.STARTED_VALUE}
+                simnodes.mark_started(
+                    self.api,
+                    started.key,
+                    self.containers.get(started.key) or [("main", "")],
+                    pod_ip=pod_ip,
+                    host_ip=HOST_IP,
+                    now=started.at,
                 )
             )
 

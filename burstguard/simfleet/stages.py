@@ -6,8 +6,9 @@ once. For the simulated fleet the node-memory model decides how long each start 
 changes:
 
 * ``pod-ready`` additionally requires the pod annotation ``burstguard.io/simulated-start:
-  done``, which the fleet process writes when the model finishes the start. Until then the
-  pod is bound with no started container: exactly what the operator counts as starting.
+  done``, which nothing sets: kwok never starts a pod. The fleet process writes the started
+  status itself when the model finishes the start (``k8s.simnodes.mark_started``). Until then
+  the pod is bound with no started container: exactly what the operator counts as starting.
 * ``pod-complete`` (Job pods) waits ``DEFAULT_RUN_MS`` (or the pod's
   ``pod-complete.stage.kwok.x-k8s.io/delay`` annotation, kwok's own convention) before the
   pod succeeds, so pods hold their memory while they run.
@@ -44,7 +45,18 @@ def configuration() -> dict[str, Any]:
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokConfiguration",
-        "options": {"podPlayStageParallelism": POD_PARALLELISM, "nodePlayStageParallelism": 8},
+        # kwok does not default a configuration it reads: every parallelism must be given.
+        "options": {
+            "podPlayStageParallelism": POD_PARALLELISM,
+            "nodePlayStageParallelism": 8,
+            "nodeLeaseParallelism": 4,
+            "podsOnNodeSyncParallelism": 1,
+            "enablePodsOnNodeSyncListPager": True,
+            "enablePodsOnNodeSyncStreamWatch": False,
+            "enableDebuggingHandlers": True,
+            "enableProfilingHandler": False,
+            "enableContentionProfiling": False,
+        },
     }
 
 
