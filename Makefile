@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup deps venv lint test test-unit test-node test-cluster test-chart test-lab fmt bpf-check
+.PHONY: setup deps venv lint test test-unit test-node test-cluster test-chart test-lab fmt bpf-check kube
 
 ## setup: install system packages and toolchains (.ci/setup.d/*.sh), then the Python venv
 setup: deps venv
@@ -34,6 +34,13 @@ test: lint
 
 test-unit:
 	$(BIN)/pytest tests/unit
+
+## kube: build (or reuse) the local control-plane binaries (tests/cluster/kube/build.sh)
+kube:
+	tests/cluster/kube/build.sh
+
+test-cluster:
+	$(BIN)/pytest tests/cluster
 
 ## bpf-check: parse-check every bpf/*.bt with bpftrace -d and match it to its bpf/*.yaml spec
 bpf-check:
