@@ -50,6 +50,22 @@ build helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
 build kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform \
   "-X main.version=$KUBECONFORM_VERSION"
 
+# promql-check: Prometheus' own PromQL parser behind a tiny main (tests/chart/promql), so the
+# chart's alert rules and dashboard queries are parsed for real. Cached by a hash of its source.
+promql_src="$here/tests/chart/promql"
+promql_id="$(cat "$promql_src/main.go" "$promql_src/go.mod" | sha256sum | cut -c1-12)"
+promql_dir="$TOOLS/promql-check-$promql_id"
+if [ -x "$promql_dir/promql-check" ]; then
+  echo "chart-tools: promql-check cached at $promql_dir/promql-check"
+else
+  echo "chart-tools: building promql-check (github.com/prometheus/prometheus/promql/parser)"
+  start=$SECONDS
+  mkdir -p "$promql_dir.tmp"
+  (cd "$promql_src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$promql_dir.tmp/promql-check" .)
+  rm -rf "$promql_dir" && mv "$promql_dir.tmp" "$promql_dir"
+  echo "chart-tools: promql-check built in $((SECONDS - start)) s -> $promql_dir/promql-check"
+fi
+
 module_dir() {  # module_dir MODULE VERSION -> directory of the module in GOMODCACHE
   GOFLAGS=-mod=mod go mod download -json "$1@$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
 }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 import re
+import subprocess
 from typing import Any
 
 import pytest
@@ -345,6 +347,17 @@ def family(metric: str) -> str:
     return metric
 
 
+def promql_errors(expressions: dict[str, str]) -> str:
+    """What Prometheus' parser says about each expression that does not parse (empty: none)."""
+    checker = render.require_tools().promql_check
+    stdin = "".join(json.dumps({"name": k, "expr": v}) + "\n" for k, v in expressions.items())
+    done = subprocess.run(
+        [str(checker)], input=stdin, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode in {0, 1}, done.stderr
+    return done.stdout
+
+
 class TestMonitoring:
     def test_alerts_and_dashboard_use_only_metrics_burstguard_exports(self) -> None:
         docs = rendered(
@@ -375,6 +388,33 @@ class TestMonitoring:
             "BurstguardPodsGatedTooLong",
             "BurstguardReclaimDuringBurst",
         } <= alerts
+
+    def test_alert_and_dashboard_expressions_are_valid_promql(self) -> None:
+        docs = rendered(
+            {
+                "metrics": {
+                    "prometheusRule": {"enabled": True},
+                    "grafanaDashboard": {"enabled": True},
+                }
+            }
+        )
+        expressions = {
+            rule["alert"]: rule["expr"]
+            for group in render.pick(docs, "PrometheusRule")["spec"]["groups"]
+            for rule in group["rules"]
+        }
+        dashboard = json.loads(render.pick(docs, "ConfigMap")["data"]["burstguard.json"])
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                # Grafana substitutes $__rate_interval before Prometheus sees the query.
+                expr = target["expr"].replace("$__rate_interval", "5m")
+                expressions[f"{panel['title']} {target['refId']}"] = expr
+        assert promql_errors(expressions) == ""
+
+    def test_the_promql_check_reports_an_expression_that_does_not_parse(self) -> None:
+        report = promql_errors({"fine": "up == 1", "broken": "sum(rate(x[5m])"})
+        assert report.startswith("broken:")
+        assert "fine" not in report
 
     def test_optional_monitoring_objects_are_off_by_default(self) -> None:
         kinds = {d["kind"] for d in rendered()}

@@ -10,6 +10,7 @@ The versions are pinned here and in the script; a test keeps the two equal.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ class Tools:
     """helm binary."""
     kubeconform: Path
     """kubeconform binary."""
+    promql_check: Path
+    """Prometheus' PromQL parser behind a tiny main (``tests/chart/promql``)."""
     swagger: Path
     """Kubernetes OpenAPI v2 document of the control plane's release."""
     extra_crds: tuple[Path, ...]
@@ -72,6 +75,18 @@ def kube_version() -> str:
     return match.group(1)
 
 
+PROMQL_SOURCE: Final = REPO / "tests" / "chart" / "promql"
+"""Source of promql-check (its build is cached by a hash of main.go and go.mod)."""
+
+
+def promql_check_id() -> str:
+    """The cache key the setup script uses: sha256 of main.go + go.mod, 12 hex digits."""
+    digest = hashlib.sha256()
+    for name in ("main.go", "go.mod"):
+        digest.update((PROMQL_SOURCE / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def expected() -> Tools:
     """Where the tools should be, whether or not they are built."""
     root = tools_root()
@@ -79,6 +94,7 @@ def expected() -> Tools:
     return Tools(
         helm=root / f"helm-{HELM_VERSION}" / "helm",
         kubeconform=root / f"kubeconform-{KUBECONFORM_VERSION}" / "kubeconform",
+        promql_check=root / f"promql-check-{promql_check_id()}" / "promql-check",
         swagger=schemas / f"kubernetes-{kube_version()}" / "swagger.json",
         extra_crds=tuple(
             sorted((schemas / f"prometheus-operator-{PROMETHEUS_OPERATOR_VERSION}").glob("*.yaml"))
@@ -90,7 +106,8 @@ def expected() -> Tools:
 def locate() -> Tools:
     """The tools; raises ``MissingToolError`` naming what is absent."""
     found = expected()
-    absent = [str(p) for p in (found.helm, found.kubeconform) if not os.access(p, os.X_OK)]
+    binaries = (found.helm, found.kubeconform, found.promql_check)
+    absent = [str(p) for p in binaries if not os.access(p, os.X_OK)]
     if not found.swagger.is_file():
         absent.append(str(found.swagger))
     if len(found.extra_crds) < 4:
