@@ -65,6 +65,11 @@ def _names(values: tuple[str, ...]) -> list[str]:
     help="Longest a single boot may take, seconds.",
 )
 @click.option("--no-kvm", is_flag=True, help="Do not probe KVM; use TCG emulation.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Reuse boots that already finished in --out (re-measures them) and run the rest.",
+)
 def command(  # noqa: PLR0917 (click passes options as arguments)
     scenario_opts: tuple[str, ...],
     runs: int,
@@ -73,6 +78,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     memory_mb: int,
     timeout_s: float,
     no_kvm: bool,
+    resume: bool,
 ) -> None:
     """Reproduce the shrinker_rwsem mount stall in a 6.1 guest; compare guarded runs."""
     names = _names(scenario_opts)
@@ -99,6 +105,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
             machine=booting.Machine(memory_mb=memory_mb),
             try_kvm=not no_kvm,
             timeout_s=timeout_s,
+            resume=resume,
         )
     except building.BuildError as exc:
         click.echo(f"lab: cannot build the guest: {exc}", err=True)

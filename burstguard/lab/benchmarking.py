@@ -31,6 +31,7 @@ def bench(
     machine: booting.Machine | None = None,
     try_kvm: bool = True,
     timeout_s: float = 3600.0,
+    resume: bool = False,
     progress: Callable[[str], None] = _say,
 ) -> dict[str, Any]:
     """Build, boot every (scenario, run), measure, write the report; return the JSON doc."""
@@ -46,17 +47,23 @@ def bench(
             progress(f"run {i + 1}/{runs} {s.name}: booting ({workdir / 'console.log'})")
             t0 = time.monotonic()
             try:
-                boot = booting.boot(
-                    guest,
-                    scenarios.kernel_params(s),
-                    workdir,
-                    accel=accel,
-                    machine=machine,
-                    timeout_s=timeout_s,
-                )
-                for name, data in boot.files.items():
-                    (workdir / name).write_bytes(data)
-                run = measuring.measure(s.name, i, boot.files, boot.wall_s)
+                files, wall = _finished(workdir) if resume else (None, 0.0)
+                if files is None:
+                    boot = booting.boot(
+                        guest,
+                        scenarios.kernel_params(s),
+                        workdir,
+                        accel=accel,
+                        machine=machine,
+                        timeout_s=timeout_s,
+                    )
+                    files, wall = boot.files, boot.wall_s
+                    for name, data in files.items():
+                        (workdir / name).write_bytes(data)
+                    (workdir / WALL_FILE).write_text(f"{wall:.1f}\n")
+                else:
+                    progress(f"run {i + 1}/{runs} {s.name}: reusing the finished boot")
+                run = measuring.measure(s.name, i, files, wall)
             except (booting.BootError, measuring.MeasureError) as exc:
                 failures.append({"scenario": s.name, "index": i, "error": str(exc)})
                 progress(f"run {i + 1}/{runs} {s.name}: FAILED: {exc}")
@@ -88,6 +95,25 @@ def bench(
     )
     reporting.write(doc, results, out)
     return doc
+
+
+WALL_FILE = "wall_s.txt"
+"""Host wall-clock seconds of a boot, kept next to its result files."""
+
+
+def _finished(workdir: Path) -> tuple[dict[str, bytes] | None, float]:
+    """Result files of a boot that already finished in ``workdir`` (for ``--resume``)."""
+    if not (workdir / "containers.txt").exists():
+        return None, 0.0
+    skip = {"console.log", "qemu.stderr", WALL_FILE}
+    files = {
+        p.name: p.read_bytes()
+        for p in workdir.iterdir()
+        if p.is_file() and p.name not in skip and not p.name.endswith(".img")
+    }
+    wall_file = workdir / WALL_FILE
+    wall = float(wall_file.read_text()) if wall_file.exists() else 0.0
+    return files, wall
 
 
 def document(

@@ -264,16 +264,6 @@ def _build_tools(dest: Path, work: Path) -> None:
     (root / "usr/bin").mkdir(parents=True)
     shutil.copy2(python, root / "usr/bin/python3.11")
     _copy_python_tree(stdlib, root / "usr/lib/python3.11")
-    dynload = list((stdlib / "lib-dynload").glob("*.so"))
-    libdir = root / "lib/x86_64-linux-gnu"
-    libdir.mkdir(parents=True)
-    (root / "lib64").mkdir()
-    for lib in _ldd([python, *dynload]):
-        real = lib.resolve()
-        if lib.name.startswith("ld-linux"):
-            shutil.copy2(real, root / "lib64" / lib.name)
-        else:
-            shutil.copy2(real, libdir / lib.name)
     pkg = _package_dir()
     for src in _package_sources():
         rel = src.relative_to(pkg.parent)
@@ -285,6 +275,18 @@ def _build_tools(dest: Path, work: Path) -> None:
             shutil.copytree(dep, target, ignore=shutil.ignore_patterns("__pycache__", "tests"))
         else:
             shutil.copy2(dep, target)
+    # shared libraries of the interpreter, its extension modules and the copied packages'
+    # (pydantic_core needs libgcc_s, which the busybox guest does not have)
+    extensions = [*(stdlib / "lib-dynload").glob("*.so"), *(root / "app").rglob("*.so")]
+    libdir = root / "lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    (root / "lib64").mkdir()
+    for lib in _ldd([python, *extensions]):
+        real = lib.resolve()
+        if lib.name.startswith("ld-linux"):
+            shutil.copy2(real, root / "lib64" / lib.name)
+        else:
+            shutil.copy2(real, libdir / lib.name)
     # byte-compile with the guest's own interpreter: imports under emulation are slow enough
     _run([str(python), "-m", "compileall", "-q", str(root / "app")])
     tmp = dest.with_suffix(".tmp")

@@ -291,13 +291,14 @@ def _guard(lines: str) -> tuple[dict[str, int], float]:
             rec = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(rec, dict) or "t" not in rec:
+            continue  # the config line and errors
         for act in (rec.get("prepare") or {}).get("done", []):
             if act.get("outcome") == "done":
                 actions[act["kind"]] = actions.get(act["kind"], 0) + 1
-        if "t" in rec:
-            if prev is not None and prev[1] == "Closed":
-                closed += rec["t"] - prev[0]
-            prev = (rec["t"], rec["state"])
+        if prev is not None and prev[1] == "Closed":
+            closed += rec["t"] - prev[0]
+        prev = (rec["t"], rec["state"])
     return actions, round(closed, 2)
 
 

@@ -33,9 +33,9 @@ from typing import Final
 class Workload:
     """What the guest does, in the guest's units."""
 
-    files: int = 30_000
+    files: int = 50_000
     """Empty files created before the burst (ext4 inodes + dentries), count."""
-    negative_dentries: int = 600_000
+    negative_dentries: int = 1_000_000
     """stat() misses before the burst (negative dentries), count."""
     hog_mb: int = 300
     """Anonymous memory held through the run, MiB (there is no swap)."""
@@ -46,7 +46,7 @@ class Workload:
     """Page cache added during the burst at most, MiB (stopped when the burst ends)."""
     dd_rate_mb: int = 4
     """Page cache added every half second during the burst, MiB."""
-    containers: int = 60
+    containers: int = 120
     """Containers in the burst."""
     slots: int = 4
     """Containers alive at once (the node's pod capacity)."""
