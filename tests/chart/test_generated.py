@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.chart import generating, tools
+from tests.chart import generating, render, tools
 
 
 class TestValuesSchema:
@@ -88,3 +89,40 @@ class TestToolVersions:
         match = re.search(rf'^{variable}="\$\{{{variable}:-(\S+)\}}"$', script, re.MULTILINE)
         assert match is not None, f"{variable} not pinned in {tools.SETUP_SCRIPT.name}"
         assert match.group(1) == pinned
+
+
+DEPLOY_AGENT = tools.REPO / "deploy" / "agent"
+
+
+def permissions(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples a ClusterRole grants."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+class TestAgentPlainCopies:
+    """deploy/agent/ holds plain copies the agent's own cluster tests apply; the chart is the
+    source of deploy truth, so the copies must say the same."""
+
+    def test_the_plain_node_policy_has_the_charts_rules(self, chart_tools: tools.Tools) -> None:
+        plain = render.pick(
+            generating.documents((DEPLOY_AGENT / "node-policy.yaml").read_text()),
+            "ValidatingAdmissionPolicy",
+        )
+        chart = render.pick(render.objects(), "ValidatingAdmissionPolicy")
+        for key in ("failurePolicy", "matchConstraints", "variables", "validations"):
+            assert plain["spec"][key] == chart["spec"][key], key
+
+    def test_the_plain_agent_rbac_grants_what_the_chart_grants(
+        self, chart_tools: tools.Tools
+    ) -> None:
+        plain = render.pick(
+            generating.documents((DEPLOY_AGENT / "rbac.yaml").read_text()), "ClusterRole"
+        )
+        chart = render.pick(render.objects(), "ClusterRole", "burstguard-agent")
+        assert permissions(plain) == permissions(chart)
