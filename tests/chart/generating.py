@@ -111,6 +111,11 @@ def annotations(text: str) -> dict[tuple[str, ...], Annotation]:
     return found
 
 
+GLOBAL_VALUES: Final = {
+    "type": "object",
+    "description": "Global values of a parent chart (Helm passes them to subcharts); unused.",
+}
+
 _TYPES: Final = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
 
 
@@ -158,6 +163,8 @@ def values_schema(text: str) -> Json:
     body = _schema_of(values, (), annotations(text), errors)
     if errors:
         raise ValuesError("values.yaml: " + "; ".join(sorted(set(errors))))
+    # Helm merges a parent chart's `global` values into a subchart's: allow them.
+    body["properties"].setdefault("global", GLOBAL_VALUES)
     return {"$schema": "http://json-schema.org/draft-07/schema#", "title": "burstguard", **body}
 
 

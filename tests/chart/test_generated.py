@@ -39,6 +39,10 @@ class TestValuesSchema:
         }
         assert section["properties"]["labels"] == {"type": "object", "description": "anything goes"}
 
+    def test_a_parent_charts_global_values_are_allowed(self) -> None:
+        properties = generating.values_schema("# -- x\nx: 1\n")["properties"]
+        assert properties["global"]["type"] == "object"
+
     def test_a_comment_may_run_over_several_lines(self) -> None:
         text = "# -- first line\n# second line\nkey: x\n"
         described = generating.values_schema(text)["properties"]["key"]["description"]
