@@ -11,25 +11,31 @@ matchConditions) with only ``clientConfig`` pointing at that URL and trusting th
     )
     admissionregistration.create_mutating_webhook_configuration(config)
 
+Or let ``render.registered_webhook(api_client, url=..., ca_pem=...)`` create it for the
+duration of a ``with`` block and delete it afterwards (the operator then runs without
+``--register-webhook``).
+
 ``render.objects(values, ...)`` renders any values for other needs (RBAC, the
 ValidatingAdmissionPolicy). A missing helm raises ``tools.MissingToolError`` whose message says
 how to build it; tests treat it like missing control-plane binaries (fail in CI, skip elsewhere:
-see ``tools.require``).
+see ``require_tools``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client as k8s_client
 
 from tests.chart import generating, tools
 
@@ -127,6 +133,34 @@ def webhook_configuration(
             merged[key] = value
     docs = objects(merged, release=release, namespace=namespace, hooks=False)
     return pick(docs, "MutatingWebhookConfiguration")
+
+
+@contextlib.contextmanager
+def registered_webhook(
+    api: k8s_client.ApiClient,
+    *,
+    url: str,
+    ca_pem: bytes,
+    release: str = "burstguard-test",
+    namespace: str = "burstguard",
+    values: Mapping[str, Any] | None = None,
+) -> Iterator[Json]:
+    """The chart's webhook configuration (see ``webhook_configuration``) created in the
+    cluster for the duration of the ``with`` block, then deleted. Replaces a stale one of the
+    same name (a killed test run)."""
+    config = webhook_configuration(
+        url=url, ca_pem=ca_pem, release=release, namespace=namespace, values=values
+    )
+    admission = k8s_client.AdmissionregistrationV1Api(api)
+    name = config["metadata"]["name"]
+    with contextlib.suppress(k8s_client.ApiException):
+        admission.delete_mutating_webhook_configuration(name)
+    admission.create_mutating_webhook_configuration(config)
+    try:
+        yield config
+    finally:
+        with contextlib.suppress(k8s_client.ApiException):
+            admission.delete_mutating_webhook_configuration(name)
 
 
 def require_tools() -> tools.Tools:

@@ -584,3 +584,53 @@ class TestHelmLifecycle:
             assert created, "the pre-delete hook Job never ran"
             with pytest.raises(k8s_client.ApiException):
                 webhooks.read_mutating_webhook_configuration(f"{name}-burstguard")
+
+
+class TestFailOpen:
+    def test_with_nothing_listening_pods_are_created_ungated_at_once(
+        self, cluster: ClusterFixture, crds: None, namespace: str
+    ) -> None:
+        confined = {
+            "webhook": {
+                "namespaceSelectorExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}
+                ]
+            }
+        }
+        url = f"https://127.0.0.1:{operating.free_port()}/mutate-pods"
+        nodes = cluster.create_nodes(1)
+        with cluster.api_client() as admin:
+            core = k8s_client.CoreV1Api(admin)
+            with render.registered_webhook(
+                admin,
+                url=url,
+                ca_pem=cluster.control_plane.ca_path.read_bytes(),
+                release=f"bg-{uuid.uuid4().hex[:8]}",
+                values=confined,
+            ) as config:
+                assert config["webhooks"][0]["clientConfig"]["url"] == url
+                name = config["webhooks"][0]["name"]
+                before = fail_open_count(cluster, name)
+                took = []
+                for i in range(5):
+                    body = PodBuilder(f"open-{i}").node_selector(nodes.selector).build()
+                    began = time.monotonic()
+                    pod = core.create_namespaced_pod(namespace, body)
+                    took.append(time.monotonic() - began)
+                    assert not gated(pod)
+                # The apiserver did call the webhook, failed, and admitted the pods anyway.
+                assert fail_open_count(cluster, name) - before == 5
+        # failurePolicy Ignore with nothing listening: refused at once, not the 2 s timeout.
+        assert max(took) < 1.0, took
+
+
+def fail_open_count(cluster: ClusterFixture, webhook: str) -> float:
+    """The apiserver's apiserver_admission_webhook_fail_open_count for one webhook."""
+    text = kubectl(cluster, "get", "--raw", "/metrics").stdout
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_admission_webhook_fail_open_count{") and (
+            f'name="{webhook}"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
