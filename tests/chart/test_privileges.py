@@ -10,10 +10,14 @@ them fails here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,6 +73,21 @@ def as_identity(uid: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@contextlib.contextmanager
+def readable_copy() -> Iterator[Path]:
+    """burstguard/procfs in a world-readable folder: the checkout may sit under /root."""
+    folder = Path(tempfile.mkdtemp(prefix="bg-privileges-"))
+    try:
+        package = folder / "burstguard"
+        shutil.copytree(tools.REPO / "burstguard" / "procfs", package / "procfs")
+        (package / "__init__.py").write_text("")
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
 @pytest.fixture(autouse=True)
 def root_and_setpriv() -> None:
     if os.geteuid() != 0:
@@ -83,7 +102,8 @@ def test_the_observing_agents_identity_samples_the_host_proc_without_capabilitie
     python = next((p for p in SYSTEM_PYTHONS if os.access(p, os.X_OK)), None)
     if python is None:
         pytest.skip(f"none of {SYSTEM_PYTHONS}: no interpreter the agent's uid may run")
-    done = as_identity(uid, [python, "-c", SAMPLE, str(tools.REPO)])
+    with readable_copy() as root:
+        done = as_identity(uid, [python, "-c", SAMPLE, str(root)])
     assert done.returncode == 0, done.stderr
     sample = json.loads(done.stdout)
     assert sample["zones"] > 0
