@@ -75,12 +75,14 @@ def as_identity(uid: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def readable_copy() -> Iterator[Path]:
-    """burstguard/procfs in a world-readable folder: the checkout may sit under /root."""
+    """burstguard.procfs (and the settings it reads) in a world-readable folder: the checkout
+    may sit under /root."""
     folder = Path(tempfile.mkdtemp(prefix="bg-privileges-"))
     try:
         package = folder / "burstguard"
         shutil.copytree(tools.REPO / "burstguard" / "procfs", package / "procfs")
         (package / "__init__.py").write_text("")
+        shutil.copy(tools.REPO / "burstguard" / "settings.py", package / "settings.py")
         for path in [folder, *folder.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         yield folder
