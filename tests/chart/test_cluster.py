@@ -634,3 +634,69 @@ def fail_open_count(cluster: ClusterFixture, webhook: str) -> float:
         ):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def agent_argv(release: Release, *, node: str, metrics_port: int) -> list[str]:
+    """The rendered DaemonSet's command line, reading this machine's /proc for ``node``."""
+    container = release.kind("DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+    local = {
+        "--node-name": node,
+        "--proc-root": "/proc",
+        "--metrics-port": str(metrics_port),
+        "--metrics-host": "127.0.0.1",
+    }
+    args = [
+        f"{a.split('=', 1)[0]}={local[a.split('=', 1)[0]]}" if a.split("=", 1)[0] in local else a
+        for a in container["args"]
+    ]
+    assert container["command"] == ["burstguard"]
+    return [sys.executable, "-m", "burstguard.cli.main", *args]
+
+
+class TestAgentProcess:
+    def test_the_agent_publishes_on_its_node_as_the_rendered_identity(
+        self, cluster: ClusterFixture, release_factory: Any, tmp_path: Path
+    ) -> None:
+        nodes = cluster.create_nodes(1)
+        release = release_factory(nodes)
+        release.apply()
+        account = release.kind("DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"]
+        with cluster.api_client() as admin:
+            core = k8s_client.CoreV1Api(admin)
+            [pod] = agent_pods(core, release.namespace, 1)
+            node = pod["spec"]["nodeName"]
+            token = token_for(core, release.namespace, account, pod=pod)
+            kubeconfig = token_kubeconfig(cluster, token, tmp_path / "agent-kubeconfig")
+            log_path = tmp_path / "agent.log"
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen(
+                    [
+                        *agent_argv(release, node=node, metrics_port=operating.free_port()),
+                        f"--kubeconfig={kubeconfig}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+                )
+                try:
+
+                    def published() -> bool:
+                        assert proc.poll() is None, log_path.read_text()
+                        n = core.read_node(node)
+                        conditions = {c.type for c in n.status.conditions or []}
+                        return (
+                            names.SUMMARY_ANNOTATION in (n.metadata.annotations or {})
+                            and names.HEADROOM_CONDITION in conditions
+                        )
+
+                    wait_for(
+                        "the agent's summary and condition on its node", published, timeout_s=60
+                    )
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+        text = log_path.read_text(errors="replace")
+        assert not re.search("forbidden|denied", text, re.IGNORECASE), text[-4000:]
