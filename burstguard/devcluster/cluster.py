@@ -64,7 +64,7 @@ STATE_FILE: Final = "cluster.json"
 KUBECONFIG_FILE: Final = "kubeconfig"
 """Admin kubeconfig (credentials embedded), inside the cluster directory."""
 
-START_TIMEOUT_S: Final = 90.0
+START_TIMEOUT_S: Final = 120.0
 """Longest wait for the whole control plane to become ready, seconds."""
 
 SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"

@@ -202,7 +202,35 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
+def _token(core: k8s_client.CoreV1Api, namespace: str, bound_to: dict[str, str]) -> str:
+    """A TokenRequest for ServiceAccount ``agent``, bound to ``bound_to`` (kind, name, uid)."""
+    request = {
+        "spec": {
+            "audiences": [devcluster.SERVICE_ACCOUNT_ISSUER],
+            "expirationSeconds": 600,
+            "boundObjectRef": {"apiVersion": "v1", **bound_to},
+        }
+    }
+    return str(
+        core.create_namespaced_service_account_token("agent", namespace, request).status.token
+    )
+
+
+def _who_am_i(cluster: ClusterFixture, token: str) -> Any:
+    """The apiserver's view of ``token`` (SelfSubjectReview)."""
+    config = k8s_client.Configuration(host=cluster.control_plane.server)
+    config.ssl_ca_cert = str(cluster.control_plane.ca_path)
+    config.api_key = {"authorization": f"Bearer {token}"}
+    with k8s_client.ApiClient(config) as as_token:
+        review = k8s_client.AuthenticationV1Api(as_token).create_self_subject_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        )
+    return review.status.user_info
+
+
 class TestServiceAccountTokens:
+    """What an agent-identity admission policy can rely on: tokens that name their node."""
+
     def test_a_token_bound_to_a_pod_names_the_pods_node_to_the_apiserver(
         self, cluster: ClusterFixture, core: k8s_client.CoreV1Api, namespace: str
     ) -> None:
@@ -213,33 +241,30 @@ class TestServiceAccountTokens:
         core.create_namespaced_pod(namespace, pod.build())
         bound = wait_for("the pod to be bound", lambda: _phase(core, "agent", namespace, "Running"))
 
-        request = {
-            "spec": {
-                "audiences": [devcluster.SERVICE_ACCOUNT_ISSUER],
-                "expirationSeconds": 600,
-                "boundObjectRef": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": "agent",
-                    "uid": bound.metadata.uid,
-                },
-            }
-        }
-        token = core.create_namespaced_service_account_token("agent", namespace, request)
-        claims = _jwt_claims(token.status.token)
+        token = _token(core, namespace, {"kind": "Pod", "name": "agent", "uid": bound.metadata.uid})
+        claims = _jwt_claims(token)
         assert claims["iss"] == devcluster.SERVICE_ACCOUNT_ISSUER
+        assert claims["kubernetes.io"]["pod"]["name"] == "agent"
         assert claims["kubernetes.io"]["node"]["name"] == node
 
-        config = k8s_client.Configuration(host=cluster.control_plane.server)
-        config.ssl_ca_cert = str(cluster.control_plane.ca_path)
-        config.api_key = {"authorization": f"Bearer {token.status.token}"}
-        with k8s_client.ApiClient(config) as as_agent:
-            review = k8s_client.AuthenticationV1Api(as_agent).create_self_subject_review(
-                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-            )
-        user = review.status.user_info
+        user = _who_am_i(cluster, token)
         assert user.username == f"system:serviceaccount:{namespace}:agent"
         assert user.extra["authentication.kubernetes.io/node-name"] == [node]
+        assert user.extra["authentication.kubernetes.io/pod-name"] == ["agent"]
+
+    def test_a_token_bound_directly_to_a_node_names_that_node(
+        self, cluster: ClusterFixture, core: k8s_client.CoreV1Api, namespace: str
+    ) -> None:
+        node = core.read_node(cluster.create_nodes(1).names[0])
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "agent"}})
+
+        token = _token(
+            core, namespace, {"kind": "Node", "name": node.metadata.name, "uid": node.metadata.uid}
+        )
+
+        user = _who_am_i(cluster, token)
+        assert user.extra["authentication.kubernetes.io/node-name"] == [node.metadata.name]
+        assert user.extra["authentication.kubernetes.io/node-uid"] == [node.metadata.uid]
 
 
 class _DenyLabelled(BaseHTTPRequestHandler):
