@@ -235,7 +235,12 @@ def manifests(helm: Path) -> dict[Path, str]:
         "kind": "Namespace",
         "metadata": {
             "name": MANIFEST_RELEASE,
-            "labels": {"app.kubernetes.io/part-of": "burstguard"},
+            "labels": {
+                "app.kubernetes.io/part-of": "burstguard",
+                # The agent mounts host paths (/proc), which the baseline and restricted Pod
+                # Security Standards forbid.
+                "pod-security.kubernetes.io/enforce": "privileged",
+            },
         },
     }
     kustomization = {

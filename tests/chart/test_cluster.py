@@ -700,3 +700,48 @@ class TestAgentProcess:
                         proc.kill()
         text = log_path.read_text(errors="replace")
         assert not re.search("forbidden|denied", text, re.IGNORECASE), text[-4000:]
+
+
+class TestPodSecurity:
+    def test_the_agent_needs_the_privileged_level_that_manifests_namespace_sets(
+        self, cluster: ClusterFixture, chart_tools: tools.Tools
+    ) -> None:
+        docs = render.objects({})
+        template = render.pick(docs, "DaemonSet")["spec"]["template"]
+        namespace_doc = generating.documents((generating.MANIFESTS / "namespace.yaml").read_text())[
+            0
+        ]
+        level = namespace_doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        outcomes = {}
+        for enforce in ("baseline", level):
+            name = f"psa-{enforce}-{uuid.uuid4().hex[:6]}"
+            kubectl(cluster, "create", "namespace", name)
+            try:
+                kubectl(
+                    cluster,
+                    "label",
+                    "namespace",
+                    name,
+                    f"pod-security.kubernetes.io/enforce={enforce}",
+                )
+                pod = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": "agent", "namespace": name},
+                    "spec": {**template["spec"], "serviceAccountName": "default"},
+                }
+                done = kubectl(
+                    cluster,
+                    "create",
+                    "--dry-run=server",
+                    "-f",
+                    "-",
+                    stdin=yaml.safe_dump(pod),
+                    check=False,
+                )
+                outcomes[enforce] = (done.returncode, done.stderr)
+            finally:
+                kubectl(cluster, "delete", "namespace", name, "--wait=false")
+        assert outcomes["baseline"][0] != 0
+        assert "hostPath" in outcomes["baseline"][1]
+        assert outcomes[level][0] == 0, outcomes[level][1]
