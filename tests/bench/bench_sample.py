@@ -1,7 +1,8 @@
 """Benchmark: CPU cost of one full node sample (read + parse every /proc file + headroom + rates).
 
 Prints the median and p90 CPU time per sample in µs over N samples of this machine's /proc,
-and the wall time of ``burstguard doctor`` end to end. Run: ``.venv/bin/python tests/bench/bench_sample.py``.
+and the wall time of ``burstguard doctor`` end to end.
+Run: ``.venv/bin/python tests/bench/bench_sample.py``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main() -> None:
         subprocess.run([str(exe), "doctor", "-o", "json"], capture_output=True, check=False)
         walls.append(time.monotonic() - t0)
     print(
-        f"burstguard doctor (default 2 s window) wall time: median {statistics.median(walls):.2f} s "
+        f"burstguard doctor (2 s window) wall time: median {statistics.median(walls):.2f} s "
         f"(min {min(walls):.2f}, max {max(walls):.2f})"
     )
 
