@@ -17,7 +17,8 @@ Choices, and why:
   plugin is what mounts projected service-account tokens into pods, which agent-identity
   tests need. Service-account signing key and issuer are set, so TokenRequest works; tokens
   bound to a pod carry the pod's node (``kubernetes.io.node`` claim, surfaced to admission
-  as the user extra ``authentication.kubernetes.io/node-name``).
+  as the user extra ``authentication.kubernetes.io/node-name``), and so do tokens bound
+  directly to a Node (ServiceAccountTokenNodeBinding, GA since 1.33).
 - **Authentication by client certificate**: the kubeconfig embeds an admin certificate
   (``O=system:masters``); ``write_user_kubeconfig`` issues one for any user and groups, for
   RBAC tests. Controllers use the admin identity (a dev cluster does not test their RBAC).
@@ -35,6 +36,7 @@ Choices, and why:
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import datetime
 import fcntl
@@ -81,6 +83,9 @@ KWOK_ANNOTATION: Final = "kwok.x-k8s.io/node"
 
 KWOK_TAINT: Final = {"key": KWOK_ANNOTATION, "value": "fake", "effect": "NoSchedule"}
 """Taint ``create_nodes(taint=True)`` adds; pods then need a matching toleration."""
+
+NODE_CREATE_WORKERS: Final = 8
+"""Concurrent node creations in ``create_nodes``."""
 
 NODE_LABEL: Final = "type"
 """Label ``type=kwok`` on every node ``create_nodes`` makes."""
@@ -778,8 +783,8 @@ class Cluster:
         """
         client = self.client()
         names = [f"{prefix}{i}" for i in range(start_index, start_index + count)]
-        for name in names:
-            manifest = node_manifest(
+        manifests = [
+            node_manifest(
                 name,
                 cpu=cpu,
                 memory=memory,
@@ -788,15 +793,20 @@ class Cluster:
                 annotations=annotations,
                 taint=taint,
             )
-            client.json("POST", "/api/v1/nodes", manifest)
+            for name in names
+        ]
+        # Concurrent POSTs: one at a time, a round trip each, hundreds of nodes take seconds.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=NODE_CREATE_WORKERS) as pool:
+            for _ in pool.map(lambda m: client.json("POST", "/api/v1/nodes", m), manifests):
+                pass
         if wait_s is None:
             return names
         deadline = time.monotonic() + wait_s
         waiting = set(names)
         while waiting:
-            for name in list(waiting):
-                if _node_schedulable(client.json("GET", f"/api/v1/nodes/{name}")):
-                    waiting.discard(name)
+            # One LIST per round rather than a GET per node: scale runs create hundreds.
+            listed = client.json("GET", "/api/v1/nodes")["items"]
+            waiting -= {n["metadata"]["name"] for n in listed if _node_schedulable(n)}
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"kwok nodes not ready after {wait_s} s: {sorted(waiting)}")
             if waiting:
