@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from burstguard.exporter import names
+from burstguard.k8s import webhookconfig
 from tests.chart import generating, render
 
 Json = dict[str, Any]
@@ -103,6 +104,23 @@ class TestWebhook:
         assert webhook["failurePolicy"] == "Ignore"
         assert webhook["timeoutSeconds"] <= 5
         assert webhook["sideEffects"] == "None"
+
+    def test_the_operators_own_registration_for_development_keeps_the_charts_contract(
+        self,
+    ) -> None:
+        url, ca_pem = "https://127.0.0.1:9443/mutate-pods", self_signed_ca_pem()
+        render.require_tools()
+        chart = render.webhook_configuration(url=url, ca_pem=ca_pem, namespace=NAMESPACE)
+        dev = webhookconfig.manifest(
+            url=url, ca_pem=ca_pem, excluded_namespaces=["kube-system", NAMESPACE]
+        )
+        assert dev["metadata"]["name"] == chart["metadata"]["name"]
+        [chart_hook], [dev_hook] = chart["webhooks"], dev["webhooks"]
+        for hook in (chart_hook, dev_hook):
+            for expression in hook["namespaceSelector"]["matchExpressions"]:
+                expression["values"] = sorted(expression["values"])
+        # Every setting the development registration makes is the chart's.
+        assert {k: v for k, v in chart_hook.items() if k in dev_hook} == dev_hook
 
     def test_excludes_kube_system_and_the_release_namespace(self) -> None:
         webhook = render.pick(rendered(), "MutatingWebhookConfiguration")["webhooks"][0]
