@@ -48,8 +48,8 @@ def configuration() -> dict[str, Any]:
         # kwok does not default a configuration it reads: every parallelism must be given.
         "options": {
             "podPlayStageParallelism": POD_PARALLELISM,
-            "nodePlayStageParallelism": 8,
-            "nodeLeaseParallelism": 4,
+            "nodePlayStageParallelism": 16,
+            "nodeLeaseParallelism": 32,
             "podsOnNodeSyncParallelism": 1,
             "enablePodsOnNodeSyncListPager": True,
             "enablePodsOnNodeSyncStreamWatch": False,
