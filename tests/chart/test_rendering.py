@@ -169,6 +169,17 @@ class TestWebhook:
         docs = rendered({"webhook": {"url": client["url"], "caBundle": client["caBundle"]}})
         assert [d for d in docs if d["kind"] in {"Secret", "Certificate"}] == []
 
+    def test_an_existing_secret_is_mounted_and_its_ca_trusted_instead_of_generated_ones(
+        self,
+    ) -> None:
+        bundle = base64.b64encode(self_signed_ca_pem()).decode()
+        docs = rendered({"webhook": {"existingSecret": "my-tls", "caBundle": bundle}})
+        assert webhook_secret(docs) == "my-tls"
+        config = render.pick(docs, "MutatingWebhookConfiguration")
+        assert config["webhooks"][0]["clientConfig"]["caBundle"] == bundle
+        assert "service" in config["webhooks"][0]["clientConfig"]
+        assert [d for d in docs if d["kind"] in {"Secret", "Certificate"}] == []
+
     def test_url_mode_without_a_ca_bundle_is_refused(self) -> None:
         render.require_tools()
         with pytest.raises(generating.HelmError, match=r"webhook\.caBundle is required"):
