@@ -59,3 +59,7 @@ manifests:
 ## and the rendered objects applied to the local control plane
 test-chart:
 	$(BIN)/pytest tests/chart
+
+## test-lab: the incident-lab smoke test (boots the 6.1 guest under qemu; a few minutes)
+test-lab:
+	$(BIN)/pytest -m lab tests/lab
