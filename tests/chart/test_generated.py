@@ -10,10 +10,13 @@ import yaml
 
 from tests.chart import generating, render, tools
 
+HINT = "generated files are stale: run `make chart manifests` and commit them with the change"
+
 
 class TestValuesSchema:
     def test_committed_values_schema_is_the_one_generated_from_values_yaml(self) -> None:
-        assert generating.drift({generating.VALUES_SCHEMA: generating.values_schema_text()}) == []
+        stale = generating.drift({generating.VALUES_SCHEMA: generating.values_schema_text()})
+        assert stale == [], HINT
 
     def test_a_value_without_a_comment_is_refused(self) -> None:
         text = "# -- documented\na: 1\nb: 2\n"
@@ -51,7 +54,7 @@ class TestValuesSchema:
 
 class TestCopies:
     def test_chart_crds_are_copies_of_the_package_crds(self) -> None:
-        assert generating.drift(generating.crd_copies()) == []
+        assert generating.drift(generating.crd_copies()) == [], HINT
 
     def test_the_chart_has_a_crd_for_every_package_crd_and_no_other(self) -> None:
         chart = sorted(p.name for p in generating.CRD_COPY.glob("*.yaml"))
@@ -59,7 +62,7 @@ class TestCopies:
         assert chart == package
 
     def test_manifests_are_what_the_chart_renders(self, chart_tools: tools.Tools) -> None:
-        assert generating.drift(generating.manifests(chart_tools.helm)) == []
+        assert generating.drift(generating.manifests(chart_tools.helm)) == [], HINT
 
     def test_kustomization_lists_every_generated_manifest(self) -> None:
         kustomization = yaml.safe_load((generating.MANIFESTS / "kustomization.yaml").read_text())
