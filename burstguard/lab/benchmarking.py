@@ -9,6 +9,7 @@ report is still written from the runs that succeeded.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ def bench(
     accel = booting.choose_accel(guest, out / "boots", try_kvm=try_kvm)
     progress(f"guest {guest.release} ({guest.package_version}), accel {accel}")
     results: list[measuring.Run] = []
+    host_load: dict[tuple[str, int], float | None] = {}
     failures: list[dict[str, Any]] = []
     for i in range(runs):
         for s in chosen:
@@ -61,9 +63,11 @@ def bench(
                     for name, data in files.items():
                         (workdir / name).write_bytes(data)
                     (workdir / WALL_FILE).write_text(f"{wall:.1f}\n")
+                    (workdir / LOAD_FILE).write_text(f"{os.getloadavg()[1]:.2f}\n")
                 else:
                     progress(f"run {i + 1}/{runs} {s.name}: reusing the finished boot")
                 run = measuring.measure(s.name, i, files, wall)
+                host_load[(s.name, i)] = _host_load(workdir)
             except (booting.BootError, measuring.MeasureError) as exc:
                 failures.append({"scenario": s.name, "index": i, "error": str(exc)})
                 progress(f"run {i + 1}/{runs} {s.name}: FAILED: {exc}")
@@ -83,6 +87,7 @@ def bench(
                 chosen=chosen,
                 results=results,
                 failures=failures,
+                host_load=host_load,
             )
             reporting.write(doc, results, out)
     doc = document(
@@ -92,6 +97,7 @@ def bench(
         chosen=chosen,
         results=results,
         failures=failures,
+        host_load=host_load,
     )
     reporting.write(doc, results, out)
     return doc
@@ -99,13 +105,20 @@ def bench(
 
 WALL_FILE = "wall_s.txt"
 """Host wall-clock seconds of a boot, kept next to its result files."""
+LOAD_FILE = "host_load.txt"
+"""Host 5-minute load average when the boot ended (the host is shared: context for noise)."""
+
+
+def _host_load(workdir: Path) -> float | None:
+    f = workdir / LOAD_FILE
+    return float(f.read_text()) if f.exists() else None
 
 
 def _finished(workdir: Path) -> tuple[dict[str, bytes] | None, float]:
     """Result files of a boot that already finished in ``workdir`` (for ``--resume``)."""
     if not (workdir / "containers.txt").exists():
         return None, 0.0
-    skip = {"console.log", "qemu.stderr", WALL_FILE}
+    skip = {"console.log", "qemu.stderr", WALL_FILE, LOAD_FILE}
     files = {
         p.name: p.read_bytes()
         for p in workdir.iterdir()
@@ -124,6 +137,7 @@ def document(
     chosen: Sequence[scenarios.Scenario],
     results: Sequence[measuring.Run],
     failures: Sequence[dict[str, Any]],
+    host_load: dict[tuple[str, int], float | None] | None = None,
 ) -> dict[str, Any]:
     """The JSON result document."""
     summaries = {
@@ -148,7 +162,10 @@ def document(
         ],
         "scenarios": summaries,
         "goals": reporting.goals(summaries),
-        "runs": [measuring.run_json(r) for r in results],
+        "runs": [
+            {**measuring.run_json(r), "host_load5": (host_load or {}).get((r.scenario, r.index))}
+            for r in results
+        ],
         "failures": list(failures),
     }
 

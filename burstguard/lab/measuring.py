@@ -187,6 +187,8 @@ class Run:
     """Raw mount latencies (for the CDF plot)."""
     start_us: tuple[int, ...] = field(default=(), repr=False)
     """Raw start latencies."""
+    hold_us: tuple[int, ...] = field(default=(), repr=False)
+    """Raw shrinker_rwsem read-hold durations (do_shrink_slab calls of 1 ms and more)."""
     stalls: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     """The longest holds with the writers they blocked, for the mechanism table."""
 
@@ -349,6 +351,7 @@ def measure(scenario: str, index: int, files: Mapping[str, bytes], wall_s: float
         wall_s=round(wall_s, 1),
         mount_us=tuple(c.mount_us for c in ok),
         start_us=tuple(c.start_us for c in ok),
+        hold_us=tuple(e.lat_us for e in holds),
         stalls=_stalls(events),
     )
 
@@ -420,4 +423,5 @@ def run_json(run: Run) -> dict[str, Any]:
     body = asdict(run)
     body["mount_us"] = list(run.mount_us)
     body["start_us"] = list(run.start_us)
+    body["hold_us"] = list(run.hold_us)
     return body
