@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 SIMULATED_LABEL: Final = "burstguard.io/simulated"
 """Node label (value ``true``) on every simulated node."""
 CONCURRENT_WRITES: Final = 16
-"""Most API writes in flight at once."""
+"""Most pod-status and acknowledgement writes in flight at once."""
+CONCURRENT_SUMMARY_WRITES: Final = 8
+"""Most summary publications in flight at once (their own pool: starts never wait on them)."""
+FLUSH_TIMEOUT_S: Final = 10.0
+"""Longest wait for in-flight writes when the fleet stops, seconds."""
 HOST_IP: Final = "10.0.0.1"
 """hostIP of simulated pods (the devcluster's kwok ``--node-ip``)."""
 
@@ -83,6 +87,8 @@ class Stats:
     """What the process did."""
 
     publishes: int = 0
+    coalesced: int = 0
+    """Summaries superseded by a newer one before their write started."""
     conditions: int = 0
     start_marks: int = 0
     acks: int = 0
@@ -174,6 +180,9 @@ class Fleet:
         """Pod key -> (container name, image), for the started status."""
         self._ips = 0
         self._writes = asyncio.Semaphore(CONCURRENT_WRITES)
+        self._summary_writes = asyncio.Semaphore(CONCURRENT_SUMMARY_WRITES)
+        self._publishing: set[str] = set()
+        self._pending: dict[str, tuple[nodesummary.NodeSummary, bool, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_record = 0.0
 
@@ -312,31 +321,62 @@ class Fleet:
     def _publish(
         self, name: str, sim: NodeSim, summary: nodesummary.NodeSummary, changed: bool, now: float
     ) -> None:
+        """Publish, newest wins: while a node's write is in flight, only the latest summary
+        waits for it (as the agent's Publisher), so a slow API server never builds a backlog
+        of stale summaries."""
         sim.published_at = now
-        self.stats.publishes += 1
-        self._spawn(
-            simnodes.annotate_node(
-                self.api, name, {names.SUMMARY_ANNOTATION: nodesummary.encode(summary)}
-            )
-        )
         if changed:
             sim.published_state = summary.state
             sim.transition_at = now
-            self.stats.conditions += 1
-            reasons = ", ".join(summary.reasons) or "quiet"
-            self._spawn(
-                simnodes.set_condition(
-                    self.api,
-                    name,
-                    is_open=summary.state == "Open",
-                    message=(
-                        f"SIMULATED {summary.state}: {reasons}; modelled headroom "
-                        f"{summary.headroom_bytes / 2**20:.0f} MiB"
-                    ),
-                    last_transition=now,
-                    now=now,
+        if name in self._publishing:
+            _, was_changed, _ = self._pending.get(name, (summary, False, now))
+            self._pending[name] = (summary, changed or was_changed, now)
+            self.stats.coalesced += 1
+            return
+        self._publishing.add(name)
+        task = asyncio.get_running_loop().create_task(
+            self._write_summary(name, summary, changed, now)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write_summary(
+        self, name: str, summary: nodesummary.NodeSummary, changed: bool, now: float
+    ) -> None:
+        try:
+            async with self._summary_writes:
+                self.stats.publishes += 1
+                await simnodes.annotate_node(
+                    self.api, name, {names.SUMMARY_ANNOTATION: nodesummary.encode(summary)}
                 )
-            )
+                if changed:
+                    self.stats.conditions += 1
+                    reasons = ", ".join(summary.reasons) or "quiet"
+                    await simnodes.set_condition(
+                        self.api,
+                        name,
+                        is_open=summary.state == "Open",
+                        message=(
+                            f"SIMULATED {summary.state}: {reasons}; modelled headroom "
+                            f"{summary.headroom_bytes / 2**20:.0f} MiB"
+                        ),
+                        last_transition=now,
+                        now=now,
+                    )
+        except Exception as exc:  # counted and logged; the next publication carries the state
+            self.stats.errors += 1
+            log.warning("simulated fleet publish on %s failed: %s", name, exc)
+        finally:
+            self._publishing.discard(name)
+            waiting = self._pending.pop(name, None)
+            if waiting is not None:
+                pending, pending_changed, at = waiting
+                self._publishing.add(name)
+                task = asyncio.get_running_loop().create_task(
+                    self._write_summary(name, pending, pending_changed, at)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch pods and nodes, tick until ``stop`` is set, then flush the writes."""
@@ -355,7 +395,11 @@ class Fleet:
                 task.cancel()
             await asyncio.gather(*informers, return_exceptions=True)
             if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                # Flush what is in flight, but never hang on an overloaded API server.
+                _, late = await asyncio.wait(list(self._tasks), timeout=FLUSH_TIMEOUT_S)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
 
     # -- results ---------------------------------------------------------------------------------
 
