@@ -134,6 +134,8 @@ class Pacing:
         default=DEFAULT_MAX_GATE_SECONDS, metadata=_meta("maxGateSeconds", "int")
     )
     """Longest a pod stays gated before it is released anyway, seconds; default 600."""
+    pin_to_node: bool = field(default=True, metadata=_meta("pinToNode", "bool"))
+    """Pin each release to the node it was budgeted on; default true."""
     pod_startup_memory_bytes: int = field(
         default=DEFAULT_POD_STARTUP_MEMORY_BYTES, metadata=_meta("podStartupMemory", "quantity")
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from burstguard.api import policy as policy_api
+from burstguard.core import placement
 
 NODE_OPEN: Final = "open"
 NODE_CLOSED: Final = "closed"
@@ -129,6 +130,10 @@ class NodeView:
     """Headroom from the node's summary, bytes; None when Stale."""
     cores: float | None = None
     """Allocatable CPU cores, for the per-core limit; None when unknown."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Node labels (for pinning feasibility)."""
+    taints: tuple[placement.Taint, ...] = ()
+    """Node taints (for pinning feasibility)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ class QueuedPod:
     """``spec.priority`` (higher first)."""
     cost_bytes: int | None = None
     """Memory request of the pod, bytes; None uses the policy's podStartupMemory."""
+    constraints: placement.Constraints | None = None
+    """The pod's own node constraints, for pinning; None when it may go anywhere."""
 
 
 def order_key(pod: QueuedPod) -> tuple[int, float, str]:
@@ -173,6 +180,8 @@ class Plan:
     """Node name -> pods accounted to it this tick (the scheduler may place them elsewhere)."""
     limited_by: str = "queue"
     """Why not more were released: ``queue``, ``bucket`` or ``nodes``."""
+    targets: Mapping[str, str | None] = field(default_factory=dict)
+    """Pod key -> node it is pinned to (pinning on); None: fits no guarded node, left free."""
 
 
 def cost_of(pod: QueuedPod, pacing: policy_api.Pacing) -> int:
@@ -202,10 +211,13 @@ def plan(
     bucket: TokenBucket,
     now: float,
     in_flight: Sequence[int] = (),
+    pin: bool = False,
 ) -> Plan:
     """Decide this tick's releases (overdue pods are handled by :func:`overdue`, not here).
 
-    ``in_flight`` lists the memory costs (bytes) of pods released but not yet bound.
+    ``in_flight`` lists the memory costs (bytes) of pods released but not yet bound and not
+    pinned (pinned ones are counted in their node's ``starting``). With ``pin`` every release
+    gets a target node that fits its constraints (``Plan.targets``).
     """
     bucket = refill(bucket, now)
     default_cost = pacing.pod_startup_memory_bytes
@@ -224,6 +236,7 @@ def plan(
     )
     # Max-heap of nodes by free bytes: (-bytes, name, slots).
     heap: list[tuple[float, str, int]] = []
+    by_name = {n.name: n for n in nodes}
     for n in nodes:
         slots, room = _room(n, pacing)
         if slots > 0:
@@ -231,13 +244,27 @@ def plan(
     heapq.heapify(heap)
     placements: dict[str, int] = {}
 
-    def place(cost: int) -> str | None:
-        if not heap:
+    def place(cost: int, constraints: placement.Constraints | None = None) -> str | None:
+        """Take room on the roomiest node that fits; None when none has room."""
+        skipped: list[tuple[float, str, int]] = []
+        found: tuple[float, str, int] | None = None
+        while heap:
+            entry = heapq.heappop(heap)
+            if -entry[0] < cost:
+                skipped.append(entry)
+                break  # the roomiest remaining node is too small: so are all others
+            node = by_name[entry[1]]
+            if constraints is None or placement.feasible(
+                constraints, node.name, node.labels, node.taints
+            ):
+                found = entry
+                break
+            skipped.append(entry)
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        if found is None:
             return None
-        neg_room, name, slots = heap[0]
-        if -neg_room < cost:
-            return None
-        heapq.heappop(heap)
+        neg_room, name, slots = found
         if slots > 1:
             heapq.heappush(heap, (neg_room + cost, name, slots - 1))
         return name
@@ -248,14 +275,27 @@ def plan(
     tokens = available(bucket)
     head = heapq.nsmallest(tokens, queue, key=order_key) if tokens else []
     released: list[QueuedPod] = []
+    targets: dict[str, str | None] = {}
     limited_by = "bucket"
     for pod in head:
-        where = place(cost_of(pod, pacing))
+        if (
+            pin
+            and pod.constraints is not None
+            and not any(
+                placement.feasible(pod.constraints, n.name, n.labels, n.taints) for n in nodes
+            )
+        ):
+            released.append(pod)  # fits none of the guarded nodes: not ours to pace
+            targets[pod.key] = None
+            continue
+        where = place(cost_of(pod, pacing), pod.constraints if pin else None)
         if where is None:
             limited_by = "nodes"
             break
         placements[where] = placements.get(where, 0) + 1
         released.append(pod)
+        if pin:
+            targets[pod.key] = where
     else:
         if len(head) < tokens:
             limited_by = "queue"
@@ -265,4 +305,5 @@ def plan(
         capacity=capacity,
         placements=placements,
         limited_by=limited_by,
+        targets=targets,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from burstguard.api import names, nodesummary, preparation, units
+from burstguard.core import placement
 from burstguard.k8s import apiclient
 
 NODES_PATH: Final = "/api/v1/nodes"
@@ -34,6 +35,8 @@ class NodeRecord:
     """Allocatable CPU, cores."""
     schedulable: bool
     """Ready and not cordoned."""
+    taints: tuple[placement.Taint, ...] = ()
+    """spec.taints."""
 
     @property
     def intake(self) -> str | None:
@@ -88,6 +91,14 @@ class NodeStore:
             summary_error=error,
             cores=cores,
             schedulable=_ready(status) and not (obj.get("spec") or {}).get("unschedulable"),
+            taints=tuple(
+                placement.Taint(
+                    key=str(t.get("key", "")),
+                    value=str(t.get("value") or ""),
+                    effect=str(t.get("effect") or "NoSchedule"),
+                )
+                for t in (obj.get("spec") or {}).get("taints") or ()
+            ),
         )
 
     def replace(self, objects: list[Mapping[str, Any]]) -> None:

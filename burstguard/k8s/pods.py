@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from burstguard.api import names, units
+from burstguard.api import policy as policy_api
+from burstguard.core import placement
 from burstguard.k8s import apiclient
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 PODS_PATH: Final = "/api/v1/pods"
 ACTIVE_PODS: Final = "status.phase!=Succeeded,status.phase!=Failed"
 """Field selector of the pod watch: finished pods neither start nor wait."""
+
+
+NO_CONSTRAINTS: Final = placement.Constraints()
+"""Constraints of a pod that may go anywhere (shared, to keep records small)."""
 
 
 def timestamp(text: Any) -> float:
@@ -66,6 +72,12 @@ class PodRecord:
     """Bound, not finished, and not every container started."""
     memory_bytes: int | None
     """Σ container memory requests, bytes; None when no container requests memory."""
+    constraints: placement.Constraints = NO_CONSTRAINTS
+    """The pod's own node constraints (selector, required affinity, tolerations)."""
+    term_has_fields: tuple[bool, ...] = ()
+    """Per required node-affinity term: whether it already has matchFields (patch shape)."""
+    pinned: str | None = None
+    """Node named by a single-value ``metadata.name In`` field requirement (a pin)."""
 
     @property
     def namespace(self) -> str:
@@ -107,6 +119,59 @@ def _all_started(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return True
 
 
+def _requirements(items: Any) -> tuple[policy_api.Requirement, ...]:
+    return tuple(
+        policy_api.Requirement(
+            key=str(r.get("key", "")),
+            operator=str(r.get("operator", "")),
+            values=tuple(str(v) for v in r.get("values") or ()),
+        )
+        for r in items or ()
+    )
+
+
+def _constraints(
+    spec: Mapping[str, Any],
+) -> tuple[placement.Constraints, tuple[bool, ...], str | None]:
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    raw_terms = required.get("nodeSelectorTerms") or []
+    # The intake requirement is left out: the pacer knows node state itself (a closed node
+    # has no room), and a pod must not look "unplaceable on guarded nodes" because of it.
+    terms = tuple(
+        placement.Term(
+            expressions=tuple(
+                r for r in _requirements(t.get("matchExpressions")) if r.key != names.INTAKE_LABEL
+            ),
+            fields=_requirements(t.get("matchFields")),
+        )
+        for t in raw_terms
+    )
+    pinned = None
+    for term in terms:
+        for f in term.fields:
+            if f.key == "metadata.name" and f.operator == "In" and len(f.values) == 1:
+                pinned = f.values[0]
+    tolerations = tuple(
+        placement.Toleration(
+            key=str(t.get("key") or ""),
+            operator=str(t.get("operator") or "Equal"),
+            value=str(t.get("value") or ""),
+            effect=str(t.get("effect") or ""),
+        )
+        for t in spec.get("tolerations") or ()
+    )
+    constraints = placement.Constraints(
+        node_selector=tuple(
+            sorted((str(k), str(v)) for k, v in (spec.get("nodeSelector") or {}).items())
+        ),
+        terms=terms,
+        tolerations=tolerations,
+    )
+    return constraints, tuple(bool(t.get("matchFields")) for t in raw_terms), pinned
+
+
 def compact(obj: Mapping[str, Any]) -> PodRecord:
     """Reduce a pod object to its record."""
     meta = obj.get("metadata") or {}
@@ -120,6 +185,9 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
     node = spec.get("nodeName") or None
     phase = str(status.get("phase") or "Pending")
     finished = phase in ("Succeeded", "Failed") or bool(meta.get("deletionTimestamp"))
+    constraints, term_has_fields, pinned = (
+        _constraints(spec) if gate_index is not None or not node else (NO_CONSTRAINTS, (), None)
+    )
     return PodRecord(
         key=f"{meta.get('namespace', '')}/{meta.get('name', '')}",
         uid=str(meta.get("uid", "")),
@@ -132,6 +200,9 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
         phase=phase,
         starting=bool(node) and not finished and not _all_started(spec, status),
         memory_bytes=_memory(spec),
+        constraints=constraints,
+        term_has_fields=term_has_fields,
+        pinned=pinned,
     )
 
 
@@ -211,8 +282,25 @@ class PodStore:
         return sum(len(t) for t in self.gated.values())
 
 
-async def release(api: apiclient.Api, pod: PodRecord) -> str:
-    """Remove burstguard's gate (and nothing else) in one patch.
+def _pin_ops(pod: PodRecord, node: str) -> list[dict[str, Any]]:
+    """Add ``metadata.name In [node]`` to every required node-affinity term (KEP-3838)."""
+    base = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution"
+    requirement = {"key": "metadata.name", "operator": "In", "values": [node]}
+    ops: list[dict[str, Any]] = []
+    for i, has_fields in enumerate(pod.term_has_fields):
+        path = f"{base}/nodeSelectorTerms/{i}/matchFields"
+        if has_fields:
+            ops.append({"op": "add", "path": f"{path}/-", "value": requirement})
+        else:
+            ops.append({"op": "add", "path": path, "value": [requirement]})
+    return ops
+
+
+async def release(api: apiclient.Api, pod: PodRecord, node: str | None = None) -> str:
+    """Remove burstguard's gate (and nothing else) in one patch; with ``node``, also pin it.
+
+    Pinning needs at least one required node-affinity term (the webhook always adds one);
+    a pod without any is released unpinned.
 
     Returns ``released``, ``gone`` (pod deleted) or ``ungated`` (the gate was already gone).
     If the gate moved (another gate removed before it), re-read the pod once and retry.
@@ -230,6 +318,8 @@ async def release(api: apiclient.Api, pod: PodRecord) -> str:
             },
             {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
         ]
+        if node is not None:
+            ops += _pin_ops(pod, node)
         try:
             await api.request("PATCH", path, body=ops, content_type=apiclient.JSON_PATCH)
             return "released"
@@ -245,6 +335,7 @@ async def release(api: apiclient.Api, pod: PodRecord) -> str:
                 return "gone"
             raise
         index = fresh.gate_index
+        pod = fresh
     return "ungated" if index is None else "conflict"
 
 

@@ -20,6 +20,7 @@ decisions are the pure functions in ``core``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import logging
 import time
@@ -63,6 +64,7 @@ class PolicyLoop:
         self.tasks: set[asyncio.Task[None]] = set()
         self.node_counts: dict[str, int] = {}
         self.exported_states: dict[str, str] = {}
+        self.pending_targets: dict[str, str | None] = {}
         self.fallback = ""
 
     # -- helpers ------------------------------------------------------------------------------
@@ -109,7 +111,7 @@ class PolicyLoop:
         self, policy: policy_api.BurstPolicy, node_names: list[str], now: float
     ) -> list[pacing.NodeView]:
         spec = policy.spec
-        starting = self.rt.pod_store.starting
+        starting = self._starting(policy)
         views: list[pacing.NodeView] = []
         counts = {"open": 0, "closed": 0, "stale": 0}
         stale_reasons: set[str] = set()
@@ -146,6 +148,8 @@ class PolicyLoop:
                     starting=starting[name],
                     headroom_bytes=headroom,
                     cores=node.cores,
+                    labels=node.labels,
+                    taints=node.taints,
                 )
             )
         self.node_counts = {**counts, "total": len(node_names)}
@@ -158,6 +162,17 @@ class PolicyLoop:
             else ""
         )
         return views
+
+    def _starting(self, policy: policy_api.BurstPolicy) -> collections.Counter[str]:
+        """Pods starting per node, plus released pods pinned there and not yet bound."""
+        starting = collections.Counter(self.rt.pod_store.starting)
+        for rec in self.rt.pod_store.in_flight.get(policy.name, {}).values():
+            if rec.pinned:
+                starting[rec.pinned] += 1
+        for key, node in self.pending_targets.items():
+            if node and key in self.rt.pending_releases:
+                starting[node] += 1
+        return starting
 
     def _label(self, name: str, node: nodeviews.NodeRecord, value: str) -> None:
         if node.intake == value or self.label_writes.get(name) == value:
@@ -191,33 +206,52 @@ class PolicyLoop:
                 del pending[key]
         gated = self.rt.pod_store.gated.get(self.name, {})
         queue: dict[str, pacing.QueuedPod] = {}
+        for key in list(self.pending_targets):
+            if key not in pending:
+                del self.pending_targets[key]
+        # Unpinned pods released and not yet bound could land anywhere: they use up room
+        # first. Pinned ones are already counted in their node's starting (see _starting).
         in_flight = [
-            r.memory_bytes or 0 for r in self.rt.pod_store.in_flight.get(self.name, {}).values()
+            r.memory_bytes or 0
+            for r in self.rt.pod_store.in_flight.get(self.name, {}).values()
+            if not r.pinned
         ]
         for key, rec in gated.items():
             if key in pending:
-                in_flight.append(rec.memory_bytes or 0)
+                if not self.pending_targets.get(key):
+                    in_flight.append(rec.memory_bytes or 0)
                 continue
-            queue[key] = pacing.QueuedPod(key, rec.created_at, rec.priority, rec.memory_bytes)
+            queue[key] = pacing.QueuedPod(
+                key, rec.created_at, rec.priority, rec.memory_bytes, rec.constraints
+            )
         late = pacing.overdue(queue.values(), rules.max_gate_seconds, now)
         for q in late:
             del queue[q.key]
             self._release(gated[q.key], now, reason="overdue")
         decided = pacing.plan(
-            queue.values(), views, rules, bucket=self.bucket, now=now, in_flight=in_flight
+            queue.values(),
+            views,
+            rules,
+            bucket=self.bucket,
+            now=now,
+            in_flight=in_flight,
+            pin=rules.pin_to_node,
         )
         self.bucket = decided.bucket
         for q in decided.release:
-            self._release(gated[q.key], now, reason="paced")
+            self._release(gated[q.key], now, reason="paced", node=decided.targets.get(q.key))
 
-    def _release(self, rec: pods.PodRecord, now: float, *, reason: str) -> None:
+    def _release(
+        self, rec: pods.PodRecord, now: float, *, reason: str, node: str | None = None
+    ) -> None:
         self.rt.pending_releases[rec.key] = now
+        self.pending_targets[rec.key] = node
         rt = self.rt
 
         async def run() -> None:
             async with rt.release_slots:
                 try:
-                    result = await pods.release(rt.api, rec)
+                    result = await pods.release(rt.api, rec, node)
                 except Exception as exc:
                     log.warning("release of %s failed: %s", rec.key, exc)
                     rt.pending_releases.pop(rec.key, None)

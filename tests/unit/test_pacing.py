@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from burstguard.api import policy
-from burstguard.core import pacing
+from burstguard.core import pacing, placement
 
 MI = 2**20
 
@@ -189,7 +189,7 @@ rules_strategy = st.builds(
 
 
 class TestPlanProperties:
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=120, deadline=None)
     @given(
         queue=queue_strategy,
         nodes=nodes_strategy,
@@ -239,7 +239,7 @@ class TestPlanProperties:
         ordered = sorted(queue, key=pacing.order_key)
         assert list(p.release) == ordered[: len(p.release)]
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=80, deadline=None)
     @given(queue=queue_strategy, nodes=nodes_strategy, rules=rules_strategy)
     def test_with_uniform_pods_releases_never_exceed_the_sum_of_budgets(
         self, queue: list[pacing.QueuedPod], nodes: list[pacing.NodeView], rules: policy.Pacing
@@ -248,7 +248,7 @@ class TestPlanProperties:
         p = pacing.plan(uniform, nodes, rules, bucket=full(capacity=1000), now=0.0)
         assert len(p.release) <= p.capacity
 
-    @settings(max_examples=100, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(
         rate=st.floats(0.5, 500),
         capacity=st.integers(1, 200),
@@ -267,3 +267,48 @@ class TestPlanProperties:
             p = pacing.plan(queue[total:], nodes, rules, bucket=bucket, now=now)
             bucket, total = p.bucket, total + len(p.release)
         assert total <= capacity + rate * now + 1e-6
+
+
+class TestPinning:
+    def test_each_release_is_pinned_to_a_node_with_room_that_fits_the_pod(self) -> None:
+        zone_b = placement.Constraints(node_selector=(("zone", "b"),))
+        nodes = [
+            pacing.NodeView(name="a", labels={"zone": "a"}, headroom_bytes=10_000 * MI),
+            pacing.NodeView(name="b", labels={"zone": "b"}, headroom_bytes=500 * MI),
+        ]
+        queue = [dataclasses.replace(pod(i), constraints=zone_b) for i in range(3)]
+        p = pacing.plan(queue, nodes, pacing_rules(), bucket=full(), now=0.0, pin=True)
+        assert [p.targets[q.key] for q in p.release] == ["b", "b", "b"]
+
+    def test_per_node_limits_hold_for_pinned_releases(self) -> None:
+        nodes = [
+            pacing.NodeView(name=f"n{i}", headroom_bytes=None, state="stale") for i in range(3)
+        ]
+        rules = pacing_rules(max_starting_per_node=2)
+        p = pacing.plan([pod(i) for i in range(20)], nodes, rules, bucket=full(), now=0.0, pin=True)
+        per_node: dict[str | None, int] = {}
+        for q in p.release:
+            per_node[p.targets[q.key]] = per_node.get(p.targets[q.key], 0) + 1
+        assert per_node == {"n0": 2, "n1": 2, "n2": 2}
+
+    def test_a_pod_that_fits_no_guarded_node_is_released_unpinned(self) -> None:
+        elsewhere = placement.Constraints(node_selector=(("pool", "other"),))
+        queue = [dataclasses.replace(pod(0), constraints=elsewhere)]
+        p = pacing.plan(
+            queue, [node("a", state="closed")], pacing_rules(), bucket=full(), now=0.0, pin=True
+        )
+        assert p.targets == {"ns/p0000": None} and len(p.release) == 1
+
+    def test_untolerated_taints_and_name_fields_are_respected(self) -> None:
+        tainted = ("a", {}, (placement.Taint("dedicated", "x", "NoSchedule"),))
+        assert not placement.feasible(placement.Constraints(), *tainted)
+        tolerant = placement.Constraints(
+            tolerations=(placement.Toleration("dedicated", "Equal", "x", "NoSchedule"),)
+        )
+        assert placement.feasible(tolerant, *tainted)
+        only_b = placement.Constraints(
+            terms=(placement.Term(fields=(policy.Requirement("metadata.name", "In", ("b",)),)),)
+        )
+        assert not placement.feasible(only_b, "a", {}, ()) and placement.feasible(
+            only_b, "b", {}, ()
+        )

@@ -76,3 +76,40 @@ def test_a_relist_forgets_vanished_pods_and_tells_listeners_once() -> None:
     store.replace([Pod("b").bound("n1").ungated().build()])
     assert seen == ["jobs/a", "jobs/b"] and gone == ["jobs/a"]
     assert store.gated_count() == 0 and store.starting["n1"] == 1
+
+
+def test_a_gated_pod_record_carries_its_node_constraints_and_term_shape() -> None:
+    obj = Pod().build()
+    obj["spec"]["nodeSelector"] = {"pool": "batch"}
+    obj["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "z", "operator": "Exists"}]},
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                ]
+            }
+        }
+    }
+    rec = pods.compact(obj)
+    assert rec.constraints.node_selector == (("pool", "batch"),)
+    assert rec.term_has_fields == (False, True) and rec.pinned == "n1"
+    assert [op["path"].rsplit("/", 2)[-2:] for op in pods._pin_ops(rec, "n2")] == [
+        ["0", "matchFields"],
+        ["matchFields", "-"],
+    ]
+
+
+def test_the_intake_requirement_is_not_a_placement_constraint() -> None:
+    obj = Pod().build()
+    intake = {"key": names.INTAKE_LABEL, "operator": "NotIn", "values": ["closed"]}
+    obj["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [intake]}]
+            }
+        }
+    }
+    rec = pods.compact(obj)
+    assert rec.constraints.terms[0].expressions == ()
+    assert rec.term_has_fields == (False,)
