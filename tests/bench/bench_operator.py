@@ -1,0 +1,350 @@
+"""Operator benchmarks on the real local control plane; prints numbers (not a pytest test).
+
+    .venv/bin/python -m tests.bench.bench_operator [--nodes 100 1000] [--pods 2000]
+
+Figures (goals from the operator issue):
+1. release throughput when nodes have budget, with N kwok nodes (goal >= 500 pods/s) and API
+   writes per released pod (goal 1): pods are created gated under a policy that releases
+   nothing (releasePerSecond 0.1, burst 1), then the policy is raised to 100000/s and the time
+   from the first to the last gate removal is measured from a pod watch; writes come from the
+   operator's ``burstguard_operator_api_writes_total``;
+2. webhook latency added to pod CREATE at 200 creates/s (goal p99 <= 10 ms): client-side
+   create latency with the webhook registered minus without it, plus the apiserver's own
+   ``apiserver_admission_webhook_admission_duration_seconds`` and the operator's histogram;
+3. operator RSS with 10k gated pods (goal <= 250 MiB), from /proc/<pid>/status.
+
+Set ``BURSTGUARD_TEST_CLUSTER_DIR`` to reuse a running ``burstguard dev-cluster up``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from burstguard.api import names
+from burstguard.devcluster import binaries
+from burstguard.devcluster import cluster as devcluster
+from burstguard.k8s import apiclient, webhookconfig
+from tests.cluster import operating
+
+RUN_LABEL = "burstguard.bench/run"
+POLICIES = f"/apis/{names.GROUP}/{names.VERSION}/{names.POLICY_PLURAL}"
+
+
+def pod(name: str, run: str, group: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "main",
+                "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+            }
+        ],
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 0,
+    }
+    if group:
+        spec["nodeSelector"] = {"burstguard.bench/group": group}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {RUN_LABEL: run}},
+        "spec": spec,
+    }
+
+
+def policy(name: str, run: str, group: str, rate: float, burst: int) -> dict[str, Any]:
+    body = operating.burst_policy(
+        name,
+        pod_labels={RUN_LABEL: run},
+        node_labels={"burstguard.bench/group": group},
+        pacing={"releasePerSecond": rate, "burst": burst, "maxStartingPerNode": 110},
+    )
+    return body
+
+
+async def create_pods(
+    api: apiclient.Api, namespace: str, run: str, group: str | None, *, count: int, rate: float
+) -> list[float]:
+    """Create ``count`` pods at ``rate``/s; return each create's latency, seconds."""
+    latencies: list[float] = []
+    slots = asyncio.Semaphore(64)
+
+    async def one(i: int) -> None:
+        async with slots:
+            started = time.perf_counter()
+            await api.request(
+                "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod(f"p{i:05d}", run, group)
+            )
+            latencies.append(time.perf_counter() - started)
+
+    tasks = []
+    t0 = time.perf_counter()
+    for i in range(count):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def counter(text: str, family: str, labels: str = "") -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(family) and labels in line and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def histogram_quantile(text: str, family: str, q: float, label_filter: str = "") -> float | None:
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(family + "_bucket") and label_filter in line:
+            m = re.search(r'le="([^"]+)"', line)
+            if m:
+                le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+                buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    if not buckets:
+        return None
+    total = buckets[max(buckets)]
+    if total == 0:
+        return None
+    for le in sorted(buckets):
+        if buckets[le] >= q * total:
+            return le
+    return None
+
+
+async def gated_count(api: apiclient.Api, namespace: str) -> tuple[int, int]:
+    items = (await api.request("GET", f"/api/v1/namespaces/{namespace}/pods"))["items"]
+    gated = sum(
+        any(g["name"] == names.SCHEDULING_GATE for g in p["spec"].get("schedulingGates") or [])
+        for p in items
+    )
+    return gated, len(items)
+
+
+async def make_namespace(api: apiclient.Api) -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    await api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    return name
+
+
+async def throughput(
+    api: apiclient.Api, op: operating.OperatorProcess, c: devcluster.Cluster, nodes: int, pods: int
+) -> dict[str, float]:
+    group = f"n{nodes}-{uuid.uuid4().hex[:6]}"
+    c.create_nodes(
+        nodes, prefix=f"bench-{group}-", labels={"burstguard.bench/group": group}, pods=250
+    )
+    body = {
+        "metadata": {
+            "annotations": {
+                names.SUMMARY_ANNOTATION: operating.summary(
+                    512 * operating.GI, at=time.time() + 3600
+                )
+            }
+        }
+    }
+    node_names = [f"bench-{group}-{i}" for i in range(nodes)]
+    await asyncio.gather(
+        *(
+            api.request(
+                "PATCH", f"/api/v1/nodes/{n}", body=body, content_type=apiclient.MERGE_PATCH
+            )
+            for n in node_names
+        )
+    )
+    ns = await make_namespace(api)
+    run = f"tp-{group}"
+    await api.request("POST", POLICIES, body=policy(run, run, group, 0.1, 1))
+    await asyncio.sleep(3)
+    await create_pods(api, ns, run, group, count=pods, rate=400)
+    while (await gated_count(api, ns))[0] < pods - 2:
+        await asyncio.sleep(0.5)
+    before = op.metrics()
+    writes_before = counter(before, "burstguard_operator_api_writes_total")
+    releases_before = counter(before, "burstguard_operator_api_writes_total", 'kind="release"')
+    t0 = time.perf_counter()
+    await api.request(
+        "PATCH",
+        f"{POLICIES}/{run}",
+        body={"spec": {"pacing": {"releasePerSecond": 100000, "burst": 100000}}},
+        content_type=apiclient.MERGE_PATCH,
+    )
+    first_release = None
+    while True:
+        gated, _ = await gated_count(api, ns)
+        if first_release is None and gated < pods - 1:
+            first_release = time.perf_counter()
+        if gated == 0:
+            break
+        if time.perf_counter() - t0 > 300:
+            break
+        await asyncio.sleep(0.05)
+    done = time.perf_counter()
+    after = op.metrics()
+    released = pods - (await gated_count(api, ns))[0]
+    writes = counter(after, "burstguard_operator_api_writes_total") - writes_before
+    release_writes = (
+        counter(after, "burstguard_operator_api_writes_total", 'kind="release"') - releases_before
+    )
+    span = done - (first_release or t0)
+    await api.request("DELETE", f"{POLICIES}/{run}")
+    await api.request("DELETE", f"/api/v1/namespaces/{ns}")
+    return {
+        "nodes": nodes,
+        "pods": released,
+        "seconds_first_to_last": span,
+        "seconds_from_policy_patch": done - t0,
+        "pods_per_second": released / span if span > 0 else 0.0,
+        "api_writes_per_released_pod": writes / released if released else 0.0,
+        "release_patches_per_released_pod": release_writes / released if released else 0.0,
+    }
+
+
+async def webhook_latency(
+    api: apiclient.Api, op: operating.OperatorProcess, c: devcluster.Cluster, count: int
+) -> dict[str, float | None]:
+    ns = await make_namespace(api)
+    run = f"wh-{uuid.uuid4().hex[:6]}"
+    group = f"none-{run}"  # the policy guards no node; pods stay gated (not scheduled)
+    await api.request("POST", POLICIES, body=policy(run, run, group, 0.1, 1))
+    await asyncio.sleep(3)
+    with_hook = await create_pods(api, ns, run, group, count=count, rate=200)
+    metrics_text = await raw_metrics(api)
+    gated, total = await gated_count(api, ns)
+    # Same load without the webhook configuration (pods created ungated).
+    await webhookconfig.remove(api)
+    await asyncio.sleep(1)
+    ns2 = await make_namespace(api)
+    without = await create_pods(api, ns2, run, "unschedulable-" + group, count=count, rate=200)
+    op.stop()
+    op.start()  # re-registers the webhook
+    await api.request("DELETE", f"{POLICIES}/{run}")
+    for n in (ns, ns2):
+        await api.request("DELETE", f"/api/v1/namespaces/{n}")
+    operator_text = op.metrics()
+    return {
+        "creates": count,
+        "gated_of_created": gated / total if total else 0.0,
+        "create_p50_ms_with": pct(with_hook, 0.5) * 1000,
+        "create_p99_ms_with": pct(with_hook, 0.99) * 1000,
+        "create_p50_ms_without": pct(without, 0.5) * 1000,
+        "create_p99_ms_without": pct(without, 0.99) * 1000,
+        "added_p50_ms": (pct(with_hook, 0.5) - pct(without, 0.5)) * 1000,
+        "added_p99_ms": (pct(with_hook, 0.99) - pct(without, 0.99)) * 1000,
+        "apiserver_webhook_p99_le_ms": _ms(
+            histogram_quantile(
+                metrics_text,
+                "apiserver_admission_webhook_admission_duration_seconds",
+                0.99,
+                f'name="{webhookconfig.WEBHOOK_NAME}"',
+            )
+        ),
+        "operator_handler_p99_le_ms": _ms(
+            histogram_quantile(operator_text, "burstguard_webhook_duration_seconds", 0.99)
+        ),
+        "mean_create_ms_with": statistics.mean(with_hook) * 1000,
+    }
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else v * 1000
+
+
+async def raw_metrics(api: apiclient.Api) -> str:
+    """The apiserver's /metrics text (not JSON, so read it raw)."""
+    params = await api._client.param_serialize(  # the one non-JSON read in this script
+        method="GET",
+        resource_path="/metrics",
+        header_params={"Accept": "text/plain"},
+        auth_settings=["BearerToken"],
+    )
+    response = await api._client.call_api(*params, _request_timeout=30)
+    return str((await response.read()).decode())
+
+
+async def rss(api: apiclient.Api, op: operating.OperatorProcess, count: int) -> dict[str, float]:
+    ns = await make_namespace(api)
+    run = f"rss-{uuid.uuid4().hex[:6]}"
+    await api.request("POST", POLICIES, body=policy(run, run, f"none-{run}", 0.1, 1))
+    await asyncio.sleep(3)
+    t0 = time.perf_counter()
+    await create_pods(api, ns, run, f"none-{run}", count=count, rate=500)
+    created_s = time.perf_counter() - t0
+    for _ in range(120):
+        text = op.metrics()
+        if counter(text, "burstguard_gated_pods", f'policy="{run}"') >= count - 5:
+            break
+        await asyncio.sleep(1)
+    assert op.proc is not None
+    status = Path(f"/proc/{op.proc.pid}/status").read_text()
+    vmrss_kib = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    gated = counter(op.metrics(), "burstguard_gated_pods", f'policy="{run}"')
+    await api.request("DELETE", f"{POLICIES}/{run}")
+    await api.request("DELETE", f"/api/v1/namespaces/{ns}")
+    return {"gated_pods_seen": gated, "rss_mib": vmrss_kib / 1024, "create_seconds": created_s}
+
+
+async def main_async(
+    args: argparse.Namespace, c: devcluster.Cluster, op: operating.OperatorProcess
+) -> None:
+    api = await apiclient.connect(str(c.kubeconfig_path))
+    try:
+        print("== webhook latency at 200 creates/s", flush=True)
+        print(await webhook_latency(api, op, c, args.webhook_pods), flush=True)
+        for n in args.nodes:
+            print(f"== release throughput, {n} nodes, {args.pods} pods", flush=True)
+            print(await throughput(api, op, c, n, args.pods), flush=True)
+        print(f"== operator RSS with {args.rss_pods} gated pods", flush=True)
+        print(await rss(api, op, args.rss_pods), flush=True)
+    finally:
+        await api.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--pods", type=int, default=2000)
+    parser.add_argument("--webhook-pods", type=int, default=2000)
+    parser.add_argument("--rss-pods", type=int, default=10000)
+    args = parser.parse_args()
+    reuse = os.environ.get("BURSTGUARD_TEST_CLUSTER_DIR")
+    with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
+        c = (
+            devcluster.Cluster.attach(reuse)
+            if reuse
+            else devcluster.Cluster.start(Path(tmp) / "cluster", bins=binaries.locate())
+        )
+        op = operating.OperatorProcess(c.kubeconfig_path, Path(tmp))
+        try:
+            op.start()
+            asyncio.run(main_async(args, c, op))
+        finally:
+            op.stop()
+            print(f"operator log: {op.log_path} (kept until exit)\n{op.log_tail(15)}")
+            if not reuse:
+                with contextlib.suppress(Exception):
+                    c.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""The operator on the real local control plane: gating, pacing, steering, fail-open, shadow.
+
+One operator subprocess serves the module (``burstguard operator`` with KUBECONFIG, webhook
+registered by URL, called by the real apiserver over TLS); tests that stop or kill it start
+it again. Every test selects its pods by a label of its own and guards only its own kwok
+nodes, so tests sharing the control plane do not see each other's policies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s_client
+
+from burstguard.api import names
+from tests.cluster import operating
+from tests.cluster.builders import JobBuilder, PodBuilder, wait_for
+from tests.conftest import ClusterFixture
+
+RUN_LABEL = "burstguard.test/run"
+MI = 2**20
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: ClusterFixture, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[operating.OperatorProcess]:
+    op = operating.OperatorProcess(cluster.kubeconfig_path, tmp_path_factory.mktemp("operator"))
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        with cluster.api_client() as api, contextlib.suppress(k8s_client.ApiException):
+            k8s_client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(
+                "burstguard"
+            )
+
+
+@pytest.fixture
+def api(cluster: ClusterFixture) -> Iterator[k8s_client.ApiClient]:
+    with cluster.api_client() as client:
+        yield client
+
+
+@pytest.fixture
+def core(api: k8s_client.ApiClient) -> k8s_client.CoreV1Api:
+    return k8s_client.CoreV1Api(api)
+
+
+@pytest.fixture
+def policies(api: k8s_client.ApiClient) -> Iterator[operating.Policies]:
+    made = operating.Policies(api)
+    try:
+        yield made
+    finally:
+        made.delete_all()
+
+
+def ensure_running(op: operating.OperatorProcess) -> None:
+    if op.proc is None or op.proc.poll() is not None:
+        op.start()
+
+
+def not_ready(policies: operating.Policies, name: str) -> dict[str, Any] | None:
+    condition = policies.ready(name)
+    return condition if condition and condition["status"] == "False" else None
+
+
+def status_with_delays(
+    policies: operating.Policies, name: str, least: int
+) -> dict[str, Any] | None:
+    status: dict[str, Any] = policies.get(name).get("status") or {}
+    return status if (status.get("wouldHave") or {}).get("delayedPods", 0) >= least else None
+
+
+def labelled_pod(name: str, run: str, selector: dict[str, str]) -> dict[str, Any]:
+    pod = PodBuilder(name).node_selector(selector).build()
+    pod["metadata"]["labels"] = {RUN_LABEL: run}
+    return pod
+
+
+class TestGatingAndPacing:
+    def test_a_300_pod_job_is_gated_at_creation_and_released_at_the_policy_rate(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(10)
+        for n in nodes.names:
+            operating.publish(core, n, 64 * operating.GI)
+        run = operating.unique("job")
+        rate, burst, per_node = 40.0, 20, 4
+        policies.create(
+            operating.burst_policy(
+                run,
+                pod_labels={RUN_LABEL: run},
+                node_labels=nodes.selector,
+                pacing={"releasePerSecond": rate, "burst": burst, "maxStartingPerNode": per_node},
+            )
+        )
+        wait_for(
+            "policy ready",
+            lambda: (policies.ready(run) or {}).get("status") == "True",
+            timeout_s=30,
+        )
+        job = JobBuilder(run, 300).node_selector(nodes.selector).build()
+        template = job["spec"]["template"]
+        template.pop("apiVersion", None)
+        template.pop("kind", None)
+        template["metadata"] = {"labels": {RUN_LABEL: run}}
+        with operating.PodTimeline(api, namespace) as timeline:
+            k8s_client.BatchV1Api(api).create_namespaced_job(namespace, job)
+            try:
+                wait_for(
+                    "all 300 pods released",
+                    lambda: len(timeline.release_times()) >= 300,
+                    timeout_s=180,
+                )
+            except AssertionError as exc:
+                seen = timeline.first_seen()
+                raise AssertionError(
+                    f"{exc}: {len(timeline.events)} events, {len(seen)} pods seen, "
+                    f"{sum(operating.gated(p) for p in seen.values())} first seen gated, "
+                    f"{len(timeline.release_times())} seen released; operator log:\n"
+                    f"{operator.log_tail(30)}"
+                ) from exc
+        first = timeline.first_seen()
+        assert len(first) == 300
+        for pod in first.values():
+            assert operating.gated(pod), f"{pod['metadata']['name']} was created without the gate"
+            assert pod["metadata"]["annotations"][names.POLICY_ANNOTATION] == run
+            terms = pod["spec"]["affinity"]["nodeAffinity"][
+                "requiredDuringSchedulingIgnoredDuringExecution"
+            ]["nodeSelectorTerms"]
+            assert all(
+                {"key": names.INTAKE_LABEL, "operator": "NotIn", "values": ["closed"]}
+                in t["matchExpressions"]
+                for t in terms
+            )
+        times = sorted(timeline.release_times().values())
+        # Over any window, releases <= burst + rate * window (+ slack for watch arrival jitter).
+        for i, start in enumerate(times):
+            for j in range(i, len(times)):
+                window = times[j] - start
+                assert j - i + 1 <= burst + rate * (window + 0.5) + 2, (i, j, window)
+        assert timeline.max_starting_per_node() <= per_node
+
+    def test_a_closed_node_receives_no_paced_pod(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(3)
+        bad = nodes.names[0]
+        operating.publish(core, bad, 0)
+        for n in nodes.names[1:]:
+            operating.publish(core, n, 64 * operating.GI)
+        run = operating.unique("closed")
+        policies.create(
+            operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
+        )
+        wait_for(
+            "the low-headroom node labelled closed",
+            lambda: core.read_node(bad).metadata.labels.get(names.INTAKE_LABEL) == "closed",
+            timeout_s=30,
+        )
+        for i in range(30):
+            core.create_namespaced_pod(namespace, labelled_pod(f"p{i}", run, nodes.selector))
+        wait_for(
+            "every pod bound",
+            lambda: all(p["spec"].get("nodeName") for p in operating.pods_in(core, namespace)),
+            timeout_s=60,
+        )
+        placed = {p["spec"]["nodeName"] for p in operating.pods_in(core, namespace)}
+        assert bad not in placed and placed <= set(nodes.names[1:])
+
+
+class TestNeverStrand:
+    def test_with_the_operator_stopped_new_pods_are_created_ungated(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(1)
+        run = operating.unique("down")
+        policies.create(
+            operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
+        )
+        operator.stop()
+        try:
+            started = time.monotonic()
+            pod = core.create_namespaced_pod(
+                namespace, labelled_pod("escapee", run, nodes.selector)
+            )
+            took = time.monotonic() - started
+            assert not pod.spec.scheduling_gates
+            assert took < 3.0, f"pod create took {took:.1f}s with the webhook down"
+            wait_for(
+                "pod bound",
+                lambda: core.read_namespaced_pod("escapee", namespace).spec.node_name,
+                timeout_s=30,
+            )
+        finally:
+            operator.start()
+
+    def test_after_a_kill_mid_burst_and_a_restart_every_pod_is_released(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(4)
+        for n in nodes.names:
+            operating.publish(core, n, 64 * operating.GI)
+        run = operating.unique("kill")
+        policies.create(
+            operating.burst_policy(
+                run,
+                pod_labels={RUN_LABEL: run},
+                node_labels=nodes.selector,
+                pacing={"releasePerSecond": 5, "burst": 5},
+            )
+        )
+        wait_for(
+            "policy ready",
+            lambda: (policies.ready(run) or {}).get("status") == "True",
+            timeout_s=30,
+        )
+        for i in range(60):
+            core.create_namespaced_pod(namespace, labelled_pod(f"p{i}", run, nodes.selector))
+
+        def released() -> int:
+            return sum(not operating.gated(p) for p in operating.pods_in(core, namespace))
+
+        wait_for("some pods released", lambda: released() >= 10, timeout_s=30)
+        operator.stop(kill=True)
+        still_gated = 60 - released()
+        assert still_gated > 0
+        time.sleep(2)
+        assert 60 - released() == still_gated  # nobody releases while the operator is down
+        operator.start()
+        wait_for("every pod released", lambda: released() == 60, timeout_s=60)
+
+    def test_a_pod_gated_longer_than_max_gate_seconds_is_released_with_an_event(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(1)
+        operating.publish(core, nodes.names[0], 0)  # closed: the pacer releases nothing
+        run = operating.unique("overdue")
+        policies.create(
+            operating.burst_policy(
+                run,
+                pod_labels={RUN_LABEL: run},
+                node_labels=nodes.selector,
+                pacing={"maxGateSeconds": 3},
+            )
+        )
+        wait_for(
+            "policy ready",
+            lambda: (policies.ready(run) or {}).get("status") == "True",
+            timeout_s=30,
+        )
+        pod = core.create_namespaced_pod(namespace, labelled_pod("late", run, nodes.selector))
+        assert pod.spec.scheduling_gates
+        wait_for(
+            "released",
+            lambda: not core.read_namespaced_pod("late", namespace).spec.scheduling_gates,
+            timeout_s=30,
+        )
+        wait_for(
+            "a ReleasedOverdue event",
+            lambda: [
+                e
+                for e in core.list_namespaced_event(namespace).items
+                if e.reason == "ReleasedOverdue"
+            ],
+            timeout_s=20,
+        )
+
+
+class TestDryRun:
+    def test_a_dry_run_policy_changes_nothing_and_reports_what_it_would_have_done(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(2)
+        operating.publish(core, nodes.names[0], 64 * operating.GI)
+        operating.publish(core, nodes.names[1], 0)  # would have been closed
+        run = operating.unique("dry")
+        policies.create(
+            operating.burst_policy(
+                run,
+                mode="DryRun",
+                pod_labels={RUN_LABEL: run},
+                node_labels=nodes.selector,
+                pacing={"releasePerSecond": 1, "burst": 1},
+            )
+        )
+        wait_for(
+            "policy ready",
+            lambda: (policies.ready(run) or {}).get("reason") == "DryRun",
+            timeout_s=30,
+        )
+        for i in range(10):
+            core.create_namespaced_pod(namespace, labelled_pod(f"p{i}", run, nodes.selector))
+        wait_for(
+            "every pod bound",
+            lambda: all(p["spec"].get("nodeName") for p in operating.pods_in(core, namespace)),
+            timeout_s=30,
+        )
+        for pod in operating.pods_in(core, namespace):
+            assert not operating.gated(pod)
+            assert names.POLICY_ANNOTATION not in (pod["metadata"].get("annotations") or {})
+        status = wait_for(
+            "wouldHave in status",
+            lambda: status_with_delays(policies, run, 5),
+            timeout_s=30,
+        )
+        would = status["wouldHave"]
+        assert would["gatedPods"] == 10
+        assert would["maxDelaySeconds"] >= 3
+        assert would["closedNodes"] >= 1
+        assert any(c["node"] == nodes.names[1] for c in would["recentClosures"])
+        for n in nodes.names:
+            assert names.INTAKE_LABEL not in (core.read_node(n).metadata.labels or {})
+            assert names.PREPARE_REQUEST_ANNOTATION not in (
+                core.read_node(n).metadata.annotations or {}
+            )
+
+
+class TestMalformedPolicies:
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            pytest.param({"mode": "Sometimes"}, id="unknown-mode"),
+            pytest.param({"pacing": {"burst": 0}}, id="burst-below-range"),
+            pytest.param({"mode": "Enforce"}, id="enforce-without-selection-cel"),
+            pytest.param(
+                {"pacing": {"releasePerSecond": 1000, "burst": 10}}, id="burst-under-one-tick-cel"
+            ),
+            pytest.param(
+                {"nodes": {"nodeSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}},
+                id="in-without-values-cel",
+            ),
+            pytest.param({"headroom": {"reopenHold": "soon"}}, id="bad-duration"),
+        ],
+    )
+    def test_the_api_server_rejects_what_the_schema_forbids(
+        self,
+        *,
+        operator: operating.OperatorProcess,
+        policies: operating.Policies,
+        spec: dict[str, Any],
+    ) -> None:
+        body = {
+            "apiVersion": f"{names.GROUP}/{names.VERSION}",
+            "kind": names.POLICY_KIND,
+            "metadata": {"name": operating.unique("bad")},
+            "spec": spec,
+        }
+        with pytest.raises(k8s_client.ApiException) as info:
+            policies.create(body)
+        assert info.value.status == 422
+
+    def test_what_the_schema_cannot_catch_is_reported_ready_false(
+        self, operator: operating.OperatorProcess, policies: operating.Policies
+    ) -> None:
+        ensure_running(operator)
+        name = operating.unique("invalid")
+        body = operating.burst_policy(
+            name, mode="DryRun", pod_labels={"-bad-key-": "x"}, node_labels={"a": "b"}
+        )
+        policies.create(body)
+        ready = wait_for(
+            "Ready=False",
+            lambda: not_ready(policies, name),
+            timeout_s=30,
+        )
+        assert ready["reason"] == "InvalidSpec" and "podSelector" in ready["message"]
+
+    def test_the_younger_of_two_policies_guarding_the_same_nodes_reports_a_conflict(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(1)
+        old, young = operating.unique("old"), operating.unique("young")
+        policies.create(
+            operating.burst_policy(
+                old, mode="DryRun", pod_labels={RUN_LABEL: old}, node_labels=nodes.selector
+            )
+        )
+        time.sleep(1.1)  # creation timestamps have one-second resolution
+        policies.create(
+            operating.burst_policy(
+                young, mode="DryRun", pod_labels={RUN_LABEL: young}, node_labels=nodes.selector
+            )
+        )
+        ready = wait_for(
+            "conflict",
+            lambda: not_ready(policies, young),
+            timeout_s=30,
+        )
+        assert ready["reason"] == "Conflict", ready
+        assert (policies.ready(old) or {}).get("status") == "True"
+
+
+def test_the_operator_exports_its_metrics(operator: operating.OperatorProcess) -> None:
+    ensure_running(operator)
+    text = operator.metrics()
+    for family in (
+        "burstguard_webhook_requests_total",
+        "burstguard_gated_pods",
+        "burstguard_pod_releases_total",
+    ):
+        assert family in text or family.removesuffix("_total") in text
