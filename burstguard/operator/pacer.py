@@ -470,34 +470,40 @@ class Janitor:
         for key, at in list(self.rt.pending_releases.items()):
             if now - at > PENDING_RELEASE_TIMEOUT_S:
                 self.rt.pending_releases.pop(key, None)
+        orphans: list[tuple[str, pods.PodRecord]] = []
         for policy_name, table in list(self.rt.pod_store.gated.items()):
             if policy_name in enforcing or not table:
                 continue
             for rec in list(table.values()):
-                if rec.key in self.rt.pending_releases:
-                    continue
-                self.rt.pending_releases[rec.key] = time.time()
-                try:
-                    async with self.rt.release_slots:
-                        result = await pods.release(self.rt.api, rec)
-                except apiclient.ApiError as exc:
-                    self.rt.pending_releases.pop(rec.key, None)
-                    log.warning("release of orphaned %s failed: %s", rec.key, exc)
-                    continue
-                metrics.API_WRITES.labels("release").inc()
-                if result == "released":
-                    released += 1
-                    metrics.RELEASES.labels(policy_name, "policy-gone").inc()
-                    await events.emit(
-                        self.rt.api,
-                        kind="Pod",
-                        name=rec.name,
-                        namespace=rec.namespace,
-                        uid=rec.uid,
-                        reason="ReleasedPolicyGone",
-                        message=f"policy {policy_name} is gone, invalid or DryRun; gate removed",
-                        warning=True,
-                    )
+                if rec.key not in self.rt.pending_releases:
+                    self.rt.pending_releases[rec.key] = now
+                    orphans.append((policy_name, rec))
+
+        async def free(policy_name: str, rec: pods.PodRecord) -> int:
+            try:
+                async with self.rt.release_slots:
+                    result = await pods.release(self.rt.api, rec)
+            except apiclient.ApiError as exc:
+                self.rt.pending_releases.pop(rec.key, None)
+                log.warning("release of orphaned %s failed: %s", rec.key, exc)
+                return 0
+            metrics.API_WRITES.labels("release").inc()
+            if result != "released":
+                return 0
+            metrics.RELEASES.labels(policy_name, "policy-gone").inc()
+            await events.emit(
+                self.rt.api,
+                kind="Pod",
+                name=rec.name,
+                namespace=rec.namespace,
+                uid=rec.uid,
+                reason="ReleasedPolicyGone",
+                message=f"policy {policy_name} is gone, invalid or DryRun; gate removed",
+                warning=True,
+            )
+            return 1
+
+        released = sum(await asyncio.gather(*(free(p, r) for p, r in orphans)))
         ordered = self.rt.policy_store.ordered
         for node in list(self.rt.node_store.nodes.values()):
             if node.intake is None or node.name in self.label_removals:
