@@ -154,8 +154,18 @@ async def test_the_node_carries_a_summary_and_condition_marked_simulated(
     assert published.simulated and published.signal_source == "simulation"
     assert published.state == "Open"
     assert 1.9 * GIB <= published.headroom_bytes <= 2.1 * GIB
+
+    async def condition() -> dict[str, Any] | None:
+        found = [
+            c
+            for c in (await harness.node_object())["status"]["conditions"]
+            if c["type"] == names.HEADROOM_CONDITION
+        ]
+        return found[0] if found else None
+
+    # The condition is written right after the summary annotation, in a second request.
+    mine = await until(condition, what="the BurstguardHeadroom condition")
     conditions = (await harness.node_object())["status"]["conditions"]
-    (mine,) = [c for c in conditions if c["type"] == names.HEADROOM_CONDITION]
     assert mine["status"] == "True"
     assert mine["message"].startswith("SIMULATED")
     assert any(c["type"] == "Ready" for c in conditions), "kwok's own conditions survive"
