@@ -36,12 +36,22 @@ def counter_increase(prev: int | None, cur: int | None) -> int:
     return cur - prev if cur >= prev else cur
 
 
+def reclaim_counters(counters: Mapping[str, int]) -> dict[str, int]:
+    """The dozen vmstat counters the rates are made of (of ~200 lines).
+
+    Filtering once keeps a 4 Hz caller's rate step at microseconds: scanning every counter
+    once per rate family cost ~1 ms of CPU per sample on the build VM.
+    """
+    return {k: v for k, v in counters.items() if k.startswith(_COUNTERS)}
+
+
 def reclaim_rates(
     prev: Mapping[str, int], cur: Mapping[str, int], elapsed_s: float
 ) -> nodesummary.ReclaimRates:
     """Per-second rates of the reclaim counters; zeros when ``elapsed_s`` is not positive."""
     if elapsed_s <= 0:
         return nodesummary.ReclaimRates()
+    prev, cur = reclaim_counters(prev), reclaim_counters(cur)
     values = {
         name: counter_increase(_family_total(prev, name), _family_total(cur, name)) / elapsed_s
         for name in _COUNTERS

@@ -6,7 +6,6 @@ import pathlib
 
 import pytest
 
-from burstguard.agent import sampling
 from burstguard.core import rates
 from burstguard.procfs import snapshot
 
@@ -27,6 +26,6 @@ def test_rates_from_the_reclaim_counters_alone_equal_rates_from_all_of_vmstat(
 ) -> None:
     a = snapshot.read(str(PROC / first), 0.0).vmstat
     b = snapshot.read(str(PROC / second), 1.0).vmstat
-    filtered = rates.reclaim_rates(sampling.reclaim_counters(a), sampling.reclaim_counters(b), 1.0)
+    filtered = rates.reclaim_rates(rates.reclaim_counters(a), rates.reclaim_counters(b), 1.0)
     assert filtered == rates.reclaim_rates(a, b, 1.0)
-    assert len(sampling.reclaim_counters(b)) < 30
+    assert len(rates.reclaim_counters(b)) < 30
