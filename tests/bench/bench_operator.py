@@ -154,7 +154,11 @@ async def throughput(
 ) -> dict[str, float]:
     group = f"n{nodes}-{uuid.uuid4().hex[:6]}"
     c.create_nodes(
-        nodes, prefix=f"bench-{group}-", labels={"burstguard.bench/group": group}, pods=250
+        nodes,
+        prefix=f"bench-{group}-",
+        labels={"burstguard.bench/group": group},
+        pods=250,
+        wait_s=900,  # 1000 kwok nodes took longer than a minute on a loaded machine
     )
     body = {
         "metadata": {
@@ -356,7 +360,7 @@ async def main_async(
         if args.webhook_pods:
             print("== webhook latency at 200 creates/s", flush=True)
             print(await webhook_latency(api, op, c, args.webhook_pods), flush=True)
-        for n in args.nodes:
+        for n in (n for n in args.nodes if n > 0):  # --nodes 0 skips the throughput figure
             print(f"== release throughput, {n} nodes, {args.pods} pods", flush=True)
             print(await throughput(api, op, c, n, args.pods), flush=True)
         print(f"== operator RSS with {args.rss_pods} gated pods", flush=True)
