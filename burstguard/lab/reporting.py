@@ -222,17 +222,22 @@ def plot(runs: Sequence[measuring.Run], dest: Path) -> bool:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     ax = axes[2]
+    plotted = False
     for name, rs in by.items():
         xs = sorted((x / 1000 for r in rs for x in r.hold_us), reverse=True)
         if xs:
             ax.step(xs, [(i + 1) / len(rs) for i in range(len(xs))], where="post", label=name)
+            plotted = True
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("shrinker_rwsem read hold, ms (one do_shrink_slab call)")
     ax.set_ylabel("holds at least this long, per run")
     ax.set_title("mechanism: shrinker_rwsem read holds")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if plotted:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no hold of 1 ms or more", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(dest, dpi=110)
     plt.close(fig)
