@@ -9,6 +9,10 @@ nodes, so tests sharing the control plane do not see each other's policies.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -309,6 +313,56 @@ class TestNeverStrand:
             ],
             timeout_s=20,
         )
+
+    def test_release_all_removes_every_gate_without_a_running_operator(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(1)
+        operating.publish(core, nodes.names[0], 0)  # closed: nothing is paced out
+        run = operating.unique("uninstall")
+        policies.create(
+            operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
+        )
+        wait_for(
+            "policy ready",
+            lambda: (policies.ready(run) or {}).get("status") == "True",
+            timeout_s=30,
+        )
+        for i in range(5):
+            core.create_namespaced_pod(namespace, labelled_pod(f"p{i}", run, nodes.selector))
+        assert all(operating.gated(p) for p in operating.pods_in(core, namespace))
+        operator.stop()
+        try:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "burstguard.cli.main",
+                    "release",
+                    "--all",
+                    "--policy",
+                    run,
+                    "-o",
+                    "json",
+                ],
+                env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["released"] == 5
+            assert not any(operating.gated(p) for p in operating.pods_in(core, namespace))
+        finally:
+            operator.start()
 
 
 class TestDryRun:
