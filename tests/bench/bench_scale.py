@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -46,6 +47,8 @@ from tests.bench import bench_operator
 from tests.cluster import operating
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+latency_log: list[float] = []
+"""Create latencies of the running burst, seconds (kept when the burst is cut short)."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -83,7 +86,8 @@ async def create_pods(
     api: apiclient.Api, namespace: str, count: int, rate: float, *, memory: str, concurrency: int
 ) -> list[float]:
     """Create ``count`` pods at ``rate``/s (``concurrency`` in flight); return latencies, s."""
-    latencies: list[float] = []
+    latencies = latency_log
+    latencies.clear()
     slots = asyncio.Semaphore(concurrency)
     began = time.perf_counter()
 
@@ -201,7 +205,13 @@ async def burst(args: argparse.Namespace, c: devcluster.Cluster, tmp: Path) -> d
                 break
             if elapsed > args.timeout:
                 break
-        latencies = await creator
+        if all_started is None:
+            creator.cancel()  # timed out: report what was measured, do not wait for the rest
+            with contextlib.suppress(asyncio.CancelledError):
+                await creator
+            latencies = list(latency_log)
+        else:
+            latencies = await creator
         duration = time.perf_counter() - t0
         m1 = op.metrics()
         a1 = await bench_operator.raw_metrics(api)
