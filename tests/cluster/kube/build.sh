@@ -63,7 +63,7 @@ fi
 
 command -v go >/dev/null || { log "ERROR: no 'go' on PATH; Go >= $(sed -n 's/^go //p' go.mod) is needed"; exit 1; }
 log "building Kubernetes ${KUBE_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION} with $(go version | cut -d' ' -f3) into ${dest}"
-log "a cold build takes 20-30 min on 2 cores and ~6 GB of Go caches; later runs reuse the binaries"
+log "a cold build needs ~1400 CPU-seconds (15-30 min on 2 cores) and ~4.5 GB of Go caches; later runs reuse the binaries"
 start=$(date +%s)
 mkdir -p "$dest"
 work="$(mktemp -d "${dest}/.build.XXXXXX")"
