@@ -36,6 +36,9 @@ from burstguard.operator import runtime as runtime_
 
 log = logging.getLogger(__name__)
 
+LABEL_RETRY_S = 30.0
+"""A label write not yet seen in the node watch is repeated after this long, seconds."""
+
 PENDING_RELEASE_TIMEOUT_S = 10.0
 """A released pod not seen ungated after this long is trusted to the watch again, seconds."""
 
@@ -52,7 +55,7 @@ class PolicyLoop:
         self.rt = rt
         self.bucket: pacing.TokenBucket | None = None
         self.machines: dict[str, nodestate.Machine] = {}
-        self.label_writes: dict[str, str] = {}
+        self.label_writes: dict[str, tuple[str, float]] = {}
         self.last_asked: dict[str, float] = {}
         self.released_total = 0
         self.overdue_total = 0
@@ -175,9 +178,15 @@ class PolicyLoop:
         return starting
 
     def _label(self, name: str, node: nodeviews.NodeRecord, value: str) -> None:
-        if node.intake == value or self.label_writes.get(name) == value:
+        """Write the intake label when it differs, once per value until the watch shows it."""
+        now = time.monotonic()
+        if node.intake == value:
+            self.label_writes.pop(name, None)
             return
-        self.label_writes[name] = value
+        written = self.label_writes.get(name)
+        if written is not None and written[0] == value and now - written[1] < LABEL_RETRY_S:
+            return  # written already; a slow watch has not shown it yet
+        self.label_writes[name] = (value, now)
 
         async def write() -> None:
             try:
@@ -185,10 +194,7 @@ class PolicyLoop:
                 metrics.API_WRITES.labels("label").inc()
             except apiclient.ApiError as exc:
                 log.warning("could not label node %s intake=%s: %s", name, value, exc)
-            finally:
-                await asyncio.sleep(0.5)  # let the watch catch up before writing again
-                if self.label_writes.get(name) == value:
-                    del self.label_writes[name]
+                self.label_writes.pop(name, None)
 
         self._spawn(write())
 
