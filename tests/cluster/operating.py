@@ -40,8 +40,13 @@ def free_port() -> int:
 class OperatorProcess:
     """``burstguard operator`` in a subprocess; start, stop (gracefully or SIGKILL), restart."""
 
-    def __init__(self, kubeconfig: Path, workdir: Path, *extra: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, workdir: Path, *extra: str, register_webhook: bool = True
+    ) -> None:
+        """``register_webhook=False``: the caller creates the webhook configuration (the
+        integration tests create the one the Helm chart renders, see ``tests/chart/render``)."""
         self.kubeconfig = kubeconfig
+        self.register_webhook = register_webhook
         self.workdir = workdir
         self.webhook_port = free_port()
         self.metrics_port = free_port()
@@ -61,7 +66,7 @@ class OperatorProcess:
             f"--webhook-port={self.webhook_port}",
             f"--cert-dir={self.workdir / 'certs'}",
             f"--metrics-port={self.metrics_port}",
-            "--register-webhook",
+            *(["--register-webhook"] if self.register_webhook else []),
             "--install-crd",
             "--standalone",
             "--status-interval=0.5",

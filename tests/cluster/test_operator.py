@@ -1,14 +1,14 @@
 """The operator on the real local control plane: gating, pacing, steering, fail-open, shadow.
 
-One operator subprocess serves the module (``burstguard operator`` with KUBECONFIG, webhook
-registered by URL, called by the real apiserver over TLS); tests that stop or kill it start
-it again. Every test selects its pods by a label of its own and guards only its own kwok
-nodes, so tests sharing the control plane do not see each other's policies.
+One operator subprocess serves the module (``burstguard operator`` with KUBECONFIG, called by
+the real apiserver over TLS through the MutatingWebhookConfiguration the Helm chart renders,
+pointed at the operator's URL); tests that stop or kill it start it again. Every test selects
+its pods by a label of its own and guards only its own kwok nodes, so tests sharing the
+control plane do not see each other's policies.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -21,6 +21,7 @@ import pytest
 from kubernetes import client as k8s_client
 
 from burstguard.api import names
+from tests.chart import render
 from tests.cluster import operating
 from tests.cluster.builders import JobBuilder, PodBuilder, wait_for
 from tests.conftest import ClusterFixture
@@ -33,16 +34,25 @@ MI = 2**20
 def operator(
     cluster: ClusterFixture, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[operating.OperatorProcess]:
-    op = operating.OperatorProcess(cluster.kubeconfig_path, tmp_path_factory.mktemp("operator"))
-    op.start()
+    op = operating.OperatorProcess(
+        cluster.kubeconfig_path, tmp_path_factory.mktemp("operator"), register_webhook=False
+    )
+    op.start()  # makes workdir/certs/{ca.pem,tls.crt,tls.key}; port and certs survive restarts
     try:
-        yield op
+        with (
+            cluster.api_client() as api,
+            render.registered_webhook(
+                api,
+                url=f"https://127.0.0.1:{op.webhook_port}/mutate-pods",
+                ca_pem=(op.workdir / "certs" / "ca.pem").read_bytes(),
+                release="burstguard",
+                # the shared 2-core test machine stalls processes for seconds (chart default 2)
+                values={"webhook": {"timeoutSeconds": 10}},
+            ),
+        ):
+            yield op
     finally:
         op.stop()
-        with cluster.api_client() as api, contextlib.suppress(k8s_client.ApiException):
-            k8s_client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(
-                "burstguard"
-            )
 
 
 @pytest.fixture
