@@ -66,6 +66,9 @@ STATE_FILE: Final = "cluster.json"
 KUBECONFIG_FILE: Final = "kubeconfig"
 """Admin kubeconfig (credentials embedded), inside the cluster directory."""
 
+PORT_ATTEMPTS: Final = 3
+"""Starts with freshly picked ports when one was taken between picking and binding."""
+
 START_TIMEOUT_S: Final = 120.0
 """Longest wait for the whole control plane to become ready, seconds."""
 
@@ -559,38 +562,57 @@ class Cluster:
                 if any(supervising.alive(r) for r in stale.records):
                     say(f"stopping the cluster left running in {layout.root}")
                     stale._stop_unlocked()
-            shutil.rmtree(layout.etcd_data, ignore_errors=True)
             layout.kwok_workdir.mkdir(parents=True, exist_ok=True)
             write_pki(layout)
-            ports = Ports.pick()
-            cluster = cls(layout.root, bins, ports, [], detach)
-            ca = pki.read(layout.ca)
-            _write_kubeconfig(
-                layout.kubeconfig,
-                kubeconfig(cluster.server, ca.cert_pem, pki.read(layout.admin), "devcluster-admin"),
-            )
-            argv = command_lines(bins, layout, ports)
-            for name, extra in (extra_args or {}).items():
-                argv[name] = [*argv[name], *extra]
-            if not detach:
-                _install_hooks()
-                _live.add(cluster)
-            try:
-                cluster._launch(ETCD, argv, say)
-                cluster._wait([ETCD], deadline, say, began)
-                cluster._launch(APISERVER, argv, say)
-                cluster._wait([APISERVER], deadline, say, began)
-                for name in (CONTROLLER_MANAGER, SCHEDULER, KWOK):
-                    cluster._launch(name, argv, say)
-                cluster._wait([CONTROLLER_MANAGER, SCHEDULER, KWOK], deadline, say, began)
-                cluster._wait_default_service_account(deadline)
-            except BaseException:
-                cluster._stop_unlocked()
-                raise
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                cluster = cls(layout.root, bins, Ports.pick(), [], detach)
+                try:
+                    cluster._boot(extra_args, deadline, say, began)
+                    break
+                except StartError as exc:
+                    # Ports are picked free, then released for the component to bind: another
+                    # process may take one in between. Pick again rather than fail a test run.
+                    if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                        raise
+                    say(f"a port was taken meanwhile ({exc.args[0].splitlines()[0]}); new ports")
             cluster.ready_seconds = time.monotonic() - began
             cluster._save()
             say(f"control plane ready in {cluster.ready_seconds:.1f} s at {cluster.server}")
             return cluster
+
+    def _boot(
+        self,
+        extra_args: Mapping[str, Sequence[str]] | None,
+        deadline: float,
+        say: Progress,
+        began: float,
+    ) -> None:
+        """Write the kubeconfig, start every component in order and wait for readiness."""
+        layout = self.layout
+        shutil.rmtree(layout.etcd_data, ignore_errors=True)
+        ca = pki.read(layout.ca)
+        _write_kubeconfig(
+            layout.kubeconfig,
+            kubeconfig(self.server, ca.cert_pem, pki.read(layout.admin), "devcluster-admin"),
+        )
+        argv = command_lines(self.binaries, layout, self.ports)
+        for name, extra in (extra_args or {}).items():
+            argv[name] = [*argv[name], *extra]
+        if not self.detached:
+            _install_hooks()
+            _live.add(self)
+        try:
+            self._launch(ETCD, argv, say)
+            self._wait([ETCD], deadline, say, began)
+            self._launch(APISERVER, argv, say)
+            self._wait([APISERVER], deadline, say, began)
+            for name in (CONTROLLER_MANAGER, SCHEDULER, KWOK):
+                self._launch(name, argv, say)
+            self._wait([CONTROLLER_MANAGER, SCHEDULER, KWOK], deadline, say, began)
+            self._wait_default_service_account(deadline)
+        except BaseException:
+            self._stop_unlocked()
+            raise
 
     @classmethod
     def attach(cls, directory: Path | str) -> Cluster:

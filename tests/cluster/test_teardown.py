@@ -1,13 +1,16 @@
-"""No control-plane process outlives its cluster, however the owner goes away.
+"""Clusters of their own: no control-plane process outlives its cluster, however the owner
+goes away, and a start survives a port taken under it.
 
-Each test starts a cluster of its own (about ten seconds) because stopping is what it checks.
+Each test starts a cluster of its own (5-15 s) because starting or stopping is what it checks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -117,3 +120,30 @@ def test_processes_of_an_attached_cluster_die_with_the_python_process_that_start
         for r in _records(directory) if (directory / cluster.STATE_FILE).exists() else []:
             if supervising.alive(r):
                 os.killpg(r.pid, signal.SIGKILL)
+
+
+def test_a_port_taken_between_picking_and_binding_is_picked_again(
+    control_plane_binaries: binaries.Binaries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    pick = cluster.Ports.pick
+    picked: list[cluster.Ports] = []
+
+    def pick_a_taken_port_first() -> cluster.Ports:
+        ports = pick()
+        if not picked:
+            ports = dataclasses.replace(ports, apiserver=taken)
+        picked.append(ports)
+        return ports
+
+    monkeypatch.setattr(cluster.Ports, "pick", staticmethod(pick_a_taken_port_first))
+    try:
+        with cluster.Cluster.start(tmp_path / "c", bins=control_plane_binaries) as started:
+            assert len(picked) == 2
+            assert started.ports.apiserver != taken
+            assert all(h.healthy for h in started.health())
+    finally:
+        blocker.close()
