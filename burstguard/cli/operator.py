@@ -166,6 +166,9 @@ def command(
             err=True,
         )
         sys.exit(EXIT_NO_API)
+    if path:
+        # kopf.login_with_kubeconfig (operator.handlers.login) reads $KUBECONFIG.
+        os.environ["KUBECONFIG"] = path
     options = runtime.Options(
         kubeconfig=path,
         webhook_host=webhook_host,

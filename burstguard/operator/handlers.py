@@ -25,6 +25,20 @@ from burstguard.operator import runtime as runtime_
 log = logging.getLogger(__name__)
 
 
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Authenticate kopf with the operator's own kubeconfig when one was given.
+
+    kopf's default login goes through the kubernetes client, whose default kubeconfig path is
+    read from $KUBECONFIG when the client is imported, so ``--kubeconfig`` alone was ignored.
+    Without a kubeconfig the operator runs in the cluster on its ServiceAccount.
+    """
+    options: runtime_.Options = memo["options"]
+    if options.kubeconfig:
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs)
+
+
 @kopf.on.startup()
 async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
     """Connect, start informers, the webhook and metrics, and the janitor."""
