@@ -90,11 +90,24 @@ def anon_hog(size: int) -> Iterator[subprocess.Popen[str]]:
 
 @contextlib.contextmanager
 def page_cache_file(size: int, directory: str = "/var/tmp") -> Iterator[Path]:
-    """Write ``size`` bytes with dd (page-cache fill); delete the file afterwards."""
+    """Write ``size`` bytes with dd (page-cache fill); delete the file afterwards.
+
+    ``conv=fsync`` leaves the cache clean when the block is entered (as pulled image layers
+    are): ``drop_caches=1`` frees only clean pages, so dirty ones would make what a drop
+    frees depend on writeback timing.
+    """
     path = Path(tempfile.mkdtemp(prefix="bg-fill-", dir=directory)) / "fill"
     try:
         subprocess.run(
-            ["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={size >> 20}", "status=none"],
+            [
+                "dd",
+                "if=/dev/zero",
+                f"of={path}",
+                "bs=1M",
+                f"count={size >> 20}",
+                "conv=fsync",
+                "status=none",
+            ],
             check=True,
             timeout=600,
         )
