@@ -1,8 +1,7 @@
 """Publishing the Node summary: when to publish (pure) and a thread that does the writes.
 
-Rate limit (issue 5): publish at once when the state changes (Open <-> Closed), otherwise at
-most every ``interval_s``, so a healthy fleet of N nodes costs N/interval writes per second
-and a closing node is seen within one API round trip. The writes happen on their own thread
+When to publish is ``core.publication.due``: at once on a state change or a headroom change,
+otherwise every ``interval_s``. The writes happen on their own thread
 so a slow API server never stalls the 4 Hz sampler; only the newest pending summary is
 written (older ones are superseded, never queued).
 """
@@ -12,26 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from burstguard.api import nodesummary
 from burstguard.k8s import nodes
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """The last summary handed to the publisher."""
-
-    state: str
-    """Its state."""
-    at: float
-    """When (monotonic seconds)."""
-
-
-def due(last: Submitted | None, state: str, now: float, interval_s: float) -> bool:
-    """True when a summary in ``state`` should be published at ``now``."""
-    return last is None or last.state != state or now - last.at >= interval_s
 
 
 def condition_for(

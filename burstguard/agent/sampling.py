@@ -38,7 +38,7 @@ from burstguard.agent import preparing, publishing
 from burstguard.api import names, nodesummary, preparationack
 from burstguard.api import preparation as request_api
 from burstguard.bpf import running, specs
-from burstguard.core import headroom, kernel, nodestate, preparation, rates
+from burstguard.core import headroom, kernel, nodestate, preparation, publication, rates
 from burstguard.exporter import metrics
 from burstguard.k8s import nodes
 from burstguard.procfs import errors, reading, snapshot
@@ -59,7 +59,7 @@ class Config:
     hz: float = 4.0
     """Samples per second; default 4."""
     publish_interval_s: float = 10.0
-    """Longest gap between publications without a state change, seconds; default 10."""
+    """Longest gap between publications (heartbeat), seconds; default 10."""
     reserve_bytes: int = 0
     """Subtracted from headroom (safety margin), bytes; default 0."""
     close_below_bytes: int = 256 * MIB
@@ -145,7 +145,7 @@ class Agent:
         self.last_view = metrics.View(headroom=None)
         self.last_summary: nodesummary.NodeSummary | None = None
         self.last_transition_wall = wall()
-        self.submitted: publishing.Submitted | None = None
+        self.submitted: publication.Published | None = None
         self.publisher = (
             publishing.Publisher(writer, on_error=self._publish_failed) if writer else None
         )
@@ -267,9 +267,15 @@ class Agent:
     def _maybe_publish(self, summary: nodesummary.NodeSummary, now: float) -> None:
         if self.publisher is None:
             return
-        if not publishing.due(self.submitted, summary.state, now, self.config.publish_interval_s):
+        if not publication.due(
+            self.submitted,
+            summary.state,
+            summary.headroom_bytes,
+            now,
+            interval_s=self.config.publish_interval_s,
+        ):
             return
-        self.submitted = publishing.Submitted(summary.state, now)
+        self.submitted = publication.Published(summary.state, summary.headroom_bytes, now)
         self.publisher.submit(
             summary, publishing.condition_for(summary, self.last_transition_wall, self.wall())
         )

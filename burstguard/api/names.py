@@ -15,7 +15,8 @@ SCHEDULING_GATE: Final = "burstguard.io/paced"
 """Scheduling gate the webhook adds to every pod an Enforce policy selects."""
 
 INTAKE_LABEL: Final = "burstguard.io/intake"
-"""Node label ``open``/``closed``; paced pods carry ``NotIn [closed]`` in their affinity."""
+"""Node label ``open``/``closed``; the pacer pins only to open nodes, and pods of policies
+that do not pin carry ``NotIn [closed]`` in their required node affinity."""
 INTAKE_OPEN: Final = "open"
 INTAKE_CLOSED: Final = "closed"
 

@@ -8,11 +8,18 @@ that fits nowhere waits until ``maxGateSeconds`` releases it anyway).
 ``budget(node) = min(maxStartingPerNode - starting, floor(headroom / podCost))``, optionally
 also ``floor(maxStartingPerCore x cores) - starting`` because start concurrency costs CPU on
 its own (reference: 2 concurrent starts on 2 cores cut start time 3-10x, 4 lost the benefit).
-A Stale node (no fresh summary) has no headroom figure and falls back to the in-flight limit
-alone. The pacer does not choose nodes (the scheduler does); it only makes sure the released
-pods fit somewhere, so capacity is accounted greedily against the node with the most room.
-Pods already released but not yet bound (in flight) consume capacity first, so a slow
-scheduler cannot make the pacer release the same room twice.
+Headroom is the summary's figure minus ``committed_bytes``: the memory of starts the summary
+cannot show yet (pods starting, released toward the node, or seen started after the summary
+was sampled). Without it a node that finished a wave of starts looked as roomy as before the
+wave until its next summary, and the pacer released into the same room again (measured in
+the demo: every simulated node entered reclaim). A Stale node (no fresh summary) has no
+headroom figure and falls back to the in-flight limit alone.
+
+Capacity is taken greedily on the node with the most room. With ``pin`` (the default) each
+released pod gets that node as its target, checked against the pod's own node constraints,
+and the release patch pins it there. Without ``pin`` the scheduler chooses, and pods already
+released but not yet bound (in flight) take capacity first, so a slow scheduler cannot make
+the pacer release the same room twice.
 
 :func:`budget` stands alone so other callers (the lab pacing container starts inside a VM)
 can use the same per-node rule. Time is an argument everywhere; nothing here does I/O.
@@ -128,6 +135,8 @@ class NodeView:
     """Pods bound to the node whose containers have not all started."""
     headroom_bytes: int | None = None
     """Headroom from the node's summary, bytes; None when Stale."""
+    committed_bytes: int = 0
+    """Memory of starts the summary cannot show yet, bytes (subtracted from headroom)."""
     cores: float | None = None
     """Allocatable CPU cores, for the per-core limit; None when unknown."""
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -200,7 +209,7 @@ def _room(node: NodeView, pacing: policy_api.Pacing) -> tuple[int, float]:
         return 0, 0.0
     if node.state == NODE_STALE or node.headroom_bytes is None:
         return slots, math.inf
-    return slots, float(max(0, node.headroom_bytes))
+    return slots, float(max(0, node.headroom_bytes - node.committed_bytes))
 
 
 def plan(
@@ -226,8 +235,8 @@ def plan(
             max_starting_per_node=pacing.max_starting_per_node,
             starting=n.starting,
             headroom_bytes=None
-            if n.state == NODE_STALE
-            else (0 if n.state == NODE_CLOSED else n.headroom_bytes),
+            if n.state == NODE_STALE or n.headroom_bytes is None
+            else (0 if n.state == NODE_CLOSED else n.headroom_bytes - n.committed_bytes),
             pod_cost_bytes=default_cost,
             max_starting_per_core=pacing.max_starting_per_core,
             cores=n.cores,

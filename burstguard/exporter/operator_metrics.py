@@ -44,6 +44,12 @@ NODE_INTAKE: Final = Gauge(
 POLICY_NODES: Final = Gauge(
     names.OP_POLICY_NODES, "Guarded nodes by intake state.", ["policy", "state"], registry=REGISTRY
 )
+PINNED_UNBOUND: Final = Gauge(
+    names.OP_PINNED_UNBOUND_PODS,
+    "Released pods pinned to a node and still unbound after maxGateSeconds.",
+    ["policy"],
+    registry=REGISTRY,
+)
 SHADOW_DELAYED: Final = Counter(
     names.OP_SHADOW_DELAYED_PODS,
     "Pods a DryRun policy would have held at least one tick.",

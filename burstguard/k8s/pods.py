@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from typing import Any, Final
 
 from burstguard.api import names, units
 from burstguard.api import policy as policy_api
-from burstguard.core import placement
+from burstguard.core import gating, placement
 from burstguard.k8s import apiclient
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,12 @@ ACTIVE_PODS: Final = "status.phase!=Succeeded,status.phase!=Failed"
 
 NO_CONSTRAINTS: Final = placement.Constraints()
 """Constraints of a pod that may go anywhere (shared, to keep records small)."""
+
+NO_AFFINITY: Final = gating.AffinityShape("affinity")
+"""Shape of a pod with no affinity at all."""
+
+_shapes: dict[gating.AffinityShape, gating.AffinityShape] = {NO_AFFINITY: NO_AFFINITY}
+"""Interned shapes: a burst of 10k pods from one template shares one record."""
 
 
 def timestamp(text: Any) -> float:
@@ -74,8 +81,8 @@ class PodRecord:
     """Σ container memory requests, bytes; None when no container requests memory."""
     constraints: placement.Constraints = NO_CONSTRAINTS
     """The pod's own node constraints (selector, required affinity, tolerations)."""
-    term_has_fields: tuple[bool, ...] = ()
-    """Per required node-affinity term: whether it already has matchFields (patch shape)."""
+    affinity: gating.AffinityShape = NO_AFFINITY
+    """Shape of the required node affinity (what the pin patch must add)."""
     pinned: str | None = None
     """Node named by a single-value ``metadata.name In`` field requirement (a pin)."""
 
@@ -132,7 +139,7 @@ def _requirements(items: Any) -> tuple[policy_api.Requirement, ...]:
 
 def _constraints(
     spec: Mapping[str, Any],
-) -> tuple[placement.Constraints, tuple[bool, ...], str | None]:
+) -> tuple[placement.Constraints, gating.AffinityShape, str | None]:
     required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or {}
@@ -169,7 +176,8 @@ def _constraints(
         terms=terms,
         tolerations=tolerations,
     )
-    return constraints, tuple(bool(t.get("matchFields")) for t in raw_terms), pinned
+    shape = gating.affinity_shape(spec)
+    return constraints, _shapes.setdefault(shape, shape), pinned
 
 
 def compact(obj: Mapping[str, Any]) -> PodRecord:
@@ -185,8 +193,10 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
     node = spec.get("nodeName") or None
     phase = str(status.get("phase") or "Pending")
     finished = phase in ("Succeeded", "Failed") or bool(meta.get("deletionTimestamp"))
-    constraints, term_has_fields, pinned = (
-        _constraints(spec) if gate_index is not None or not node else (NO_CONSTRAINTS, (), None)
+    constraints, affinity, pinned = (
+        _constraints(spec)
+        if gate_index is not None or not node
+        else (NO_CONSTRAINTS, NO_AFFINITY, None)
     )
     return PodRecord(
         key=f"{meta.get('namespace', '')}/{meta.get('name', '')}",
@@ -201,7 +211,7 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
         starting=bool(node) and not finished and not _all_started(spec, status),
         memory_bytes=_memory(spec),
         constraints=constraints,
-        term_has_fields=term_has_fields,
+        affinity=affinity,
         pinned=pinned,
     )
 
@@ -209,9 +219,16 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
 class PodStore:
     """Live pods with the indexes the pacer reads every tick."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.pods: dict[str, PodRecord] = {}
         self.starting: collections.Counter[str] = collections.Counter()
+        self.starting_on: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
+        """Node -> pods starting there."""
+        self.started_on: dict[str, dict[str, tuple[float, int | None]]] = collections.defaultdict(
+            dict
+        )
+        """Node -> pods seen to finish starting there -> (when seen, memory request)."""
+        self.clock = clock
         self.gated: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
         self.in_flight: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
         self.on_new: list[Callable[[PodRecord], None]] = []
@@ -222,8 +239,13 @@ class PodStore:
     def _index(self, rec: PodRecord, sign: int) -> None:
         if rec.starting and rec.node:
             self.starting[rec.node] += sign
+            if sign > 0:
+                self.starting_on[rec.node][rec.key] = rec
+            else:
+                self.starting_on[rec.node].pop(rec.key, None)
             if self.starting[rec.node] <= 0:
                 del self.starting[rec.node]
+                self.starting_on.pop(rec.node, None)
         if rec.policy is None:
             return
         if rec.gated:
@@ -238,6 +260,8 @@ class PodStore:
             table.pop(rec.key, None)
 
     def _put(self, rec: PodRecord | None, old: PodRecord | None) -> None:
+        if old is not None and old.starting and rec is not None and rec.node and not rec.starting:
+            self.started_on[rec.node][rec.key] = (self.clock(), rec.memory_bytes)
         if old is not None:
             self._index(old, -1)
         if rec is not None:
@@ -245,6 +269,8 @@ class PodStore:
             self._index(rec, +1)
         elif old is not None:
             del self.pods[old.key]
+            if old.node:
+                self.started_on.get(old.node, {}).pop(old.key, None)
 
     def replace(self, objects: list[Mapping[str, Any]]) -> None:
         """A fresh list: forget what is gone, take in what is new."""
@@ -277,30 +303,41 @@ class PodStore:
             for fn in self.on_new:
                 fn(rec)
 
+    def started_since(self, node: str, since: float, *, forget_before: float) -> list[int | None]:
+        """Memory requests of pods seen to finish starting on ``node`` after ``since``.
+
+        Entries seen before ``forget_before`` are dropped (every summary after them shows
+        their memory).
+        """
+        entries = self.started_on.get(node)
+        if not entries:
+            return []
+        out: list[int | None] = []
+        for key, (at, memory) in list(entries.items()):
+            if at < forget_before:
+                del entries[key]
+            elif at > since:
+                out.append(memory)
+        if not entries:
+            del self.started_on[node]
+        return out
+
     def gated_count(self) -> int:
         """Pods carrying burstguard's gate, over all policies."""
         return sum(len(t) for t in self.gated.values())
 
 
-def _pin_ops(pod: PodRecord, node: str) -> list[dict[str, Any]]:
+def pin_ops(pod: PodRecord, node: str) -> list[dict[str, Any]]:
     """Add ``metadata.name In [node]`` to every required node-affinity term (KEP-3838)."""
-    base = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution"
     requirement = {"key": "metadata.name", "operator": "In", "values": [node]}
-    ops: list[dict[str, Any]] = []
-    for i, has_fields in enumerate(pod.term_has_fields):
-        path = f"{base}/nodeSelectorTerms/{i}/matchFields"
-        if has_fields:
-            ops.append({"op": "add", "path": f"{path}/-", "value": requirement})
-        else:
-            ops.append({"op": "add", "path": path, "value": [requirement]})
-    return ops
+    return gating.require_ops(pod.affinity, requirement, field=True)
 
 
 async def release(api: apiclient.Api, pod: PodRecord, node: str | None = None) -> str:
     """Remove burstguard's gate (and nothing else) in one patch; with ``node``, also pin it.
 
-    Pinning needs at least one required node-affinity term (the webhook always adds one);
-    a pod without any is released unpinned.
+    The pin is added to every non-empty required node-affinity term, or as the one term of
+    a pod that has none (allowed while the pod is gated: KEP-3838).
 
     Returns ``released``, ``gone`` (pod deleted) or ``ungated`` (the gate was already gone).
     If the gate moved (another gate removed before it), re-read the pod once and retry.
@@ -319,7 +356,7 @@ async def release(api: apiclient.Api, pod: PodRecord, node: str | None = None) -
             {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
         ]
         if node is not None:
-            ops += _pin_ops(pod, node)
+            ops += pin_ops(pod, node)
         try:
             await api.request("PATCH", path, body=ops, content_type=apiclient.JSON_PATCH)
             return "released"

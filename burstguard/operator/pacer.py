@@ -41,6 +41,9 @@ LABEL_RETRY_S = 30.0
 
 PENDING_RELEASE_TIMEOUT_S = 10.0
 """A released pod not seen ungated after this long is trusted to the watch again, seconds."""
+STARTED_MEMORY_S = 120.0
+"""How long a finished start is remembered against its node's summary, seconds (every
+summary sampled later shows its memory; the agent publishes at least every 10 s)."""
 
 
 def _iso(t: float) -> str:
@@ -101,6 +104,7 @@ class PolicyLoop:
             await self._report(policy, now, nodes=[], conflicts_nodes=0)
             return
         node_names, lost_nodes = self._owned_nodes(policy)
+        self.rt.settle_releases(now, PENDING_RELEASE_TIMEOUT_S)
         views = self._steer(policy, node_names, now)
         if policy.spec.enforcing:
             self._pace(policy, views, now)
@@ -114,7 +118,7 @@ class PolicyLoop:
         self, policy: policy_api.BurstPolicy, node_names: list[str], now: float
     ) -> list[pacing.NodeView]:
         spec = policy.spec
-        starting = self._starting(policy)
+        starting, committed = self._starting(policy)
         views: list[pacing.NodeView] = []
         counts = {"open": 0, "closed": 0, "stale": 0}
         stale_reasons: set[str] = set()
@@ -144,12 +148,14 @@ class PolicyLoop:
             headroom = None
             if node.summary is not None and verdict.pacing_state != pacing.NODE_STALE:
                 headroom = node.summary.headroom_bytes
+                committed[name] += self._started_since_summary(policy, node, now)
             views.append(
                 pacing.NodeView(
                     name=name,
                     state=verdict.pacing_state,
                     starting=starting[name],
                     headroom_bytes=headroom,
+                    committed_bytes=committed[name],
                     cores=node.cores,
                     labels=node.labels,
                     taints=node.taints,
@@ -166,16 +172,40 @@ class PolicyLoop:
         )
         return views
 
-    def _starting(self, policy: policy_api.BurstPolicy) -> collections.Counter[str]:
-        """Pods starting per node, plus released pods pinned there and not yet bound."""
-        starting = collections.Counter(self.rt.pod_store.starting)
-        for rec in self.rt.pod_store.in_flight.get(policy.name, {}).values():
-            if rec.pinned:
-                starting[rec.pinned] += 1
-        for key, node in self.pending_targets.items():
-            if node and key in self.rt.pending_releases:
-                starting[node] += 1
-        return starting
+    def _starting(
+        self, policy: policy_api.BurstPolicy
+    ) -> tuple[collections.Counter[str], collections.Counter[str]]:
+        """Pods starting per node, plus released pods pinned there and not yet bound; and
+        the memory those pods will take, bytes (what no summary shows yet)."""
+        store = self.rt.pod_store
+        default = policy.spec.pacing.pod_startup_memory_bytes
+        starting = collections.Counter(store.starting)
+        committed: collections.Counter[str] = collections.Counter()
+        for node, recs in store.starting_on.items():
+            committed[node] = sum(r.memory_bytes or default for r in recs.values())
+        for flying in store.in_flight.get(policy.name, {}).values():
+            if flying.pinned:
+                starting[flying.pinned] += 1
+                committed[flying.pinned] += flying.memory_bytes or default
+        gated = store.gated.get(policy.name, {})
+        for key, target in self.pending_targets.items():
+            if target and key in self.rt.pending_releases:
+                starting[target] += 1
+                waiting = gated.get(key)
+                committed[target] += (waiting.memory_bytes if waiting else None) or default
+        return starting, committed
+
+    def _started_since_summary(
+        self, policy: policy_api.BurstPolicy, node: nodeviews.NodeRecord, now: float
+    ) -> int:
+        """Memory of pods seen started on the node after its summary was sampled, bytes."""
+        if node.summary is None:
+            return 0
+        default = policy.spec.pacing.pod_startup_memory_bytes
+        recent = self.rt.pod_store.started_since(
+            node.name, node.summary.sampled_at, forget_before=now - STARTED_MEMORY_S
+        )
+        return sum(m or default for m in recent)
 
     def _label(self, name: str, node: nodeviews.NodeRecord, value: str) -> None:
         """Write the intake label when it differs, once per value until the watch shows it."""
@@ -207,9 +237,6 @@ class PolicyLoop:
         elif (self.bucket.rate, self.bucket.capacity) != (rules.release_per_second, rules.burst):
             self.bucket = pacing.retune(self.bucket, rules.release_per_second, rules.burst)
         pending = self.rt.pending_releases
-        for key, at in list(pending.items()):
-            if now - at > PENDING_RELEASE_TIMEOUT_S:
-                del pending[key]
         gated = self.rt.pod_store.gated.get(self.name, {})
         queue: dict[str, pacing.QueuedPod] = {}
         for key in list(self.pending_targets):
@@ -459,11 +486,79 @@ class PolicyLoop:
 
 
 class Janitor:
-    """Releases orphaned gates and stale intake labels; safe on any replica."""
+    """Releases orphaned gates and stale intake labels, reports unbound pins; any replica."""
 
     def __init__(self, rt: runtime_.Runtime) -> None:
         self.rt = rt
         self.label_removals: set[str] = set()
+        self.unbound_since: dict[str, float] = {}
+        """Pinned, released pods not yet bound: when the janitor first saw each so."""
+        self.reported: set[str] = set()
+
+    def unbound_pins(self, now: float) -> list[tuple[pods.PodRecord, float]]:
+        """Pinned pods unbound longer than their policy's maxGateSeconds, newly so.
+
+        A pin is only made to an open node with budget, and the pod stays bindable there
+        when the node later closes. What can still hold it is the scheduler: the node was
+        deleted, tainted, or short of allocatable resources, which burstguard does not
+        budget. The pod's affinity cannot change any more, and it holds one of its node's
+        start slots, so it is reported (once per pod: Event, metric, log) for a person or
+        its controller to recreate. Deleting it here would count as a failure against a
+        Job's backoffLimit, so the janitor does not.
+        """
+        policies = {p.name: p for p in self.rt.policy_store.ordered}
+        waiting: set[str] = set()
+        late: list[tuple[pods.PodRecord, float]] = []
+        per_policy: collections.Counter[str] = collections.Counter()
+        for policy_name, table in list(self.rt.pod_store.in_flight.items()):
+            policy = policies.get(policy_name)
+            limit = (
+                policy.spec.pacing.max_gate_seconds
+                if policy is not None
+                else policy_api.Pacing().max_gate_seconds
+            )
+            for rec in list(table.values()):
+                if not rec.pinned:
+                    continue
+                waiting.add(rec.key)
+                since = self.unbound_since.setdefault(rec.key, now)
+                if now - since <= limit:
+                    continue
+                per_policy[policy_name] += 1
+                if rec.key not in self.reported:
+                    self.reported.add(rec.key)
+                    late.append((rec, now - since))
+        for key in list(self.unbound_since):
+            if key not in waiting:
+                del self.unbound_since[key]
+                self.reported.discard(key)
+        for policy_name in set(self.rt.pod_store.in_flight) | set(per_policy):
+            metrics.PINNED_UNBOUND.labels(policy_name).set(per_policy.get(policy_name, 0))
+        return late
+
+    async def _report_unbound(self, rec: pods.PodRecord, waited: float) -> None:
+        node = self.rt.node_store.nodes.get(rec.pinned or "")
+        state = "gone" if node is None else f"intake {node.intake or 'unlabelled'}"
+        message = (
+            f"released and pinned to node {rec.pinned} ({state}), unbound for {waited:.0f}s; "
+            "see the PodScheduled condition for the scheduler's reason. The pin cannot be "
+            "lifted: delete the pod to have its controller create it again."
+        )
+        log.warning("pod %s: %s", rec.key, message)
+        try:
+            await events.emit(
+                self.rt.api,
+                kind="Pod",
+                name=rec.name,
+                namespace=rec.namespace,
+                uid=rec.uid,
+                reason="PinnedUnbound",
+                message=message,
+                warning=True,
+            )
+            metrics.API_WRITES.labels("event").inc()
+        except apiclient.ApiError as exc:
+            log.warning("could not report unbound pod %s: %s", rec.key, exc)
 
     def _enforcing(self) -> Mapping[str, policy_api.BurstPolicy]:
         return {p.name: p for p in self.rt.policy_store.ordered if p.spec.enforcing}
@@ -473,9 +568,7 @@ class Janitor:
         enforcing = self._enforcing()
         released = 0
         now = time.time()
-        for key, at in list(self.rt.pending_releases.items()):
-            if now - at > PENDING_RELEASE_TIMEOUT_S:
-                self.rt.pending_releases.pop(key, None)
+        self.rt.settle_releases(now, PENDING_RELEASE_TIMEOUT_S)
         orphans: list[tuple[str, pods.PodRecord]] = []
         for policy_name, table in list(self.rt.pod_store.gated.items()):
             if policy_name in enforcing or not table:
@@ -510,6 +603,8 @@ class Janitor:
             return 1
 
         released = sum(await asyncio.gather(*(free(p, r) for p, r in orphans)))
+        for rec, waited in self.unbound_pins(now):
+            await self._report_unbound(rec, waited)
         ordered = self.rt.policy_store.ordered
         for node in list(self.rt.node_store.nodes.values()):
             if node.intake is None or node.name in self.label_removals:

@@ -109,6 +109,19 @@ class Runtime:
         )
         self.shadow_entered[owner.name] = self.shadow_entered.get(owner.name, 0) + 1
 
+    def settle_releases(self, now: float, timeout_s: float) -> None:
+        """Forget releases the watch has confirmed (the pod shows no gate, or is gone) and
+        releases older than ``timeout_s`` (a lost patch is tried again).
+
+        An entry left after its pod was seen ungated would count the pod twice, once as
+        pending and once as in flight or starting on its node, until the timeout: every node
+        of the demo's guarded burst sat at its start limit for 10 s after each wave.
+        """
+        for key, at in list(self.pending_releases.items()):
+            rec = self.pod_store.pods.get(key)
+            if rec is None or not rec.gated or now - at > timeout_s:
+                del self.pending_releases[key]
+
     def _on_gone_pod(self, rec: pods.PodRecord) -> None:
         for queue in self.shadow_queues.values():
             queue.pop(rec.key, None)

@@ -9,9 +9,10 @@ time, and:
   ``simfleet.stages``, never starts a pod itself; it still completes Job pods after their run
   time and deletes pods). A pod that finishes or goes away gives its memory back;
 * **publishes** the same NodeSummary the agent does (``simulated=True``,
-  ``signal_source="simulation"``), rate-limited like the agent (at once on an Open/Closed
-  change, else every ``publish_interval_s``); the ``BurstguardHeadroom`` condition is written
-  on a state change only and its message starts with ``SIMULATED``;
+  ``signal_source="simulation"``), rate-limited by the agent's rule (``core.publication``:
+  at once on an Open/Closed change or a headroom change, else every ``publish_interval_s``);
+  the ``BurstguardHeadroom`` condition is written on a state change only and its message
+  starts with ``SIMULATED``;
 * **prepares**: a new preparation request makes the model reclaim page cache and is
   acknowledged in the agent's format (action ``simulated_drop_caches``);
 * **records** a per-node timeline (the ``burstguard recommend`` format) and outcome counters.
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from burstguard.api import names, nodesummary, preparation, preparationack
-from burstguard.core import fleetmodel, recommending
+from burstguard.core import fleetmodel, publication, recommending
 from burstguard.k8s import apiclient, simnodes, watching
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ class NodeSim:
     state: fleetmodel.State
     last_counters: fleetmodel.Counters = field(default_factory=fleetmodel.Counters)
     last_at: float = 0.0
-    published_state: str | None = None
-    published_at: float = 0.0
+    published: publication.Published | None = None
     transition_at: float = 0.0
     acked: str = ""
     samples: list[recommending.Sample] = field(default_factory=list)
@@ -317,8 +317,14 @@ class Fleet:
                     )
                 )
             self._latest[name] = summary
-            changed = summary.state != sim.published_state
-            if changed or now - sim.published_at >= self.config.publish_interval_s:
+            changed = sim.published is None or summary.state != sim.published.state
+            if publication.due(
+                sim.published,
+                summary.state,
+                summary.headroom_bytes,
+                now,
+                interval_s=self.config.publish_interval_s,
+            ):
                 self._publish(name, sim, summary, changed, now)
 
     def _publish(
@@ -327,9 +333,8 @@ class Fleet:
         """Publish, newest wins: while a node's write is in flight, only the latest summary
         waits for it (as the agent's Publisher), so a slow API server never builds a backlog
         of stale summaries."""
-        sim.published_at = now
+        sim.published = publication.Published(summary.state, summary.headroom_bytes, now)
         if changed:
-            sim.published_state = summary.state
             sim.transition_at = now
         if name in self._publishing:
             _, was_changed, _ = self._pending.get(name, (summary, False, now))

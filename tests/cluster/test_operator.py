@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -92,6 +92,26 @@ def status_with_delays(
     return status if (status.get("wouldHave") or {}).get("delayedPods", 0) >= least else None
 
 
+def pin_of(pod: dict[str, Any]) -> str | None:
+    """The node a release pinned the pod to (the same in every required term), or None."""
+    terms = (
+        ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        or {}
+    ).get("nodeSelectorTerms") or []
+    pins = {
+        tuple(f["values"])
+        for t in terms
+        for f in t.get("matchFields") or []
+        if f["key"] == "metadata.name" and f["operator"] == "In"
+    }
+    if len(pins) != 1 or len(terms) != sum(bool(t.get("matchFields")) for t in terms):
+        return None
+    (values,) = pins
+    return values[0] if len(values) == 1 else None
+
+
 def labelled_pod(name: str, run: str, selector: dict[str, str]) -> dict[str, Any]:
     pod = PodBuilder(name).node_selector(selector).build()
     pod["metadata"]["labels"] = {RUN_LABEL: run}
@@ -154,14 +174,10 @@ class TestGatingAndPacing:
         for pod in first.values():
             assert operating.gated(pod), f"{pod['metadata']['name']} was created without the gate"
             assert pod["metadata"]["annotations"][names.POLICY_ANNOTATION] == run
-            terms = pod["spec"]["affinity"]["nodeAffinity"][
-                "requiredDuringSchedulingIgnoredDuringExecution"
-            ]["nodeSelectorTerms"]
-            assert all(
-                {"key": names.INTAKE_LABEL, "operator": "NotIn", "values": ["closed"]}
-                in t["matchExpressions"]
-                for t in terms
-            )
+            assert "affinity" not in pod["spec"]  # a pinning policy adds no affinity at creation
+        for pod in operating.pods_in(core, namespace):
+            # The release pinned every pod to the node whose budget it used, and it ran there.
+            assert pin_of(pod) == pod["spec"]["nodeName"], pod["metadata"]["name"]
         times = sorted(timeline.release_times().values())
         # Over any window, releases <= burst + rate * window (+ slack for watch arrival jitter).
         for i, start in enumerate(times):
@@ -204,6 +220,80 @@ class TestGatingAndPacing:
         )
         placed = {p["spec"]["nodeName"] for p in operating.pods_in(core, namespace)}
         assert bad not in placed and placed <= set(nodes.names[1:])
+
+    def test_a_pod_pinned_to_a_node_that_closes_before_binding_still_binds_there(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        """A pin is a promise made while the node had room: a later close must not strand it.
+
+        Were the intake requirement in the pod's affinity, the pod would sit Pending until the
+        node reopened, with no gate left for maxGateSeconds to lift.
+        """
+        node, pod = held_and_pinned(cluster, operator, core, namespace, policies, prefix="pinclose")
+        operating.publish(core, node, 0)
+        wait_for(
+            "node closed",
+            lambda: core.read_node(node).metadata.labels.get(names.INTAKE_LABEL) == "closed",
+            timeout_s=30,
+        )
+        lift_hold(core, namespace)
+        wait_for("bound to its node", lambda: pod()["spec"].get("nodeName") == node, timeout_s=30)
+
+
+def held_and_pinned(
+    cluster: ClusterFixture,
+    operator: operating.OperatorProcess,
+    core: k8s_client.CoreV1Api,
+    namespace: str,
+    policies: operating.Policies,
+    *,
+    prefix: str,
+    pacing: dict[str, Any] | None = None,
+) -> tuple[str, Callable[[], dict[str, Any]]]:
+    """One open node and a pod ``held`` that burstguard released and pinned to it.
+
+    A second gate of the test's own keeps the pod unbound after burstguard's release, so
+    the test can change the node between the pin and the binding.
+    """
+    ensure_running(operator)
+    nodes = cluster.create_nodes(1)
+    node = nodes.names[0]
+    operating.publish(core, node, 64 * operating.GI)
+    run = operating.unique(prefix)
+    policies.create(
+        operating.burst_policy(
+            run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector, pacing=pacing
+        )
+    )
+    wait_for(
+        "node open",
+        lambda: core.read_node(node).metadata.labels.get(names.INTAKE_LABEL) == "open",
+        timeout_s=30,
+    )
+    held = labelled_pod("held", run, nodes.selector)
+    held["spec"]["schedulingGates"] = [{"name": "burstguard.test/hold"}]
+    core.create_namespaced_pod(namespace, held)
+
+    def pod() -> dict[str, Any]:
+        raw = core.read_namespaced_pod("held", namespace)
+        return dict(core.api_client.sanitize_for_serialization(raw))
+
+    wait_for("burstguard's gate removed", lambda: not operating.gated(pod()), timeout_s=30)
+    assert pin_of(pod()) == node
+    return node, pod
+
+
+def lift_hold(core: k8s_client.CoreV1Api, namespace: str) -> None:
+    """Remove the test's own gate from the pod ``held``."""
+    core.patch_namespaced_pod(
+        "held", namespace, [{"op": "remove", "path": "/spec/schedulingGates"}]
+    )
 
 
 class TestNeverStrand:
@@ -323,6 +413,39 @@ class TestNeverStrand:
             ],
             timeout_s=20,
         )
+
+    def test_a_pinned_pod_its_node_cannot_take_is_reported_after_max_gate_seconds(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        node, pod = held_and_pinned(
+            cluster,
+            operator,
+            core,
+            namespace,
+            policies,
+            prefix="unbound",
+            pacing={"maxGateSeconds": 3},
+        )
+        taint = {"key": "burstguard.test/full", "effect": "NoSchedule"}
+        core.patch_node(node, {"spec": {"taints": [taint]}})
+        lift_hold(core, namespace)
+        wait_for(
+            "a PinnedUnbound event",
+            lambda: [
+                e
+                for e in core.list_namespaced_event(namespace).items
+                if e.reason == "PinnedUnbound" and node in (e.message or "")
+            ],
+            timeout_s=30,
+        )
+        assert not pod()["spec"].get("nodeName")
+        assert "burstguard_pinned_unbound_pods{" in operator.metrics()
 
     def test_release_all_removes_every_gate_without_a_running_operator(
         self,

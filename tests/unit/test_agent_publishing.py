@@ -6,28 +6,39 @@ import pytest
 
 from burstguard.agent import publishing
 from burstguard.api import nodesummary, preparationack
+from burstguard.core import publication
+
+MI = 2**20
 
 
 class TestRateLimit:
+    last = publication.Published("Open", 1000 * MI, 100.0)
+
     def test_the_first_summary_is_published(self) -> None:
-        assert publishing.due(None, "Open", now=0.0, interval_s=10.0)
+        assert publication.due(None, "Open", 0, now=0.0)
 
     def test_a_state_change_is_published_at_once(self) -> None:
-        assert publishing.due(
-            publishing.Submitted("Open", 100.0), "Closed", now=100.1, interval_s=10.0
-        )
+        assert publication.due(self.last, "Closed", 1000 * MI, now=100.1)
 
     @pytest.mark.parametrize(
-        ("now", "expected"),
+        ("headroom_mib", "now", "expected"),
         [
-            pytest.param(105.0, False, id="inside-interval"),
-            pytest.param(110.0, True, id="interval-passed"),
+            pytest.param(1000, 105.0, False, id="unchanged-inside-interval"),
+            pytest.param(1000, 110.0, True, id="heartbeat"),
+            pytest.param(744, 105.0, True, id="fall-after-the-gap"),
+            pytest.param(1256, 101.5, True, id="rise-after-the-gap"),
+            pytest.param(1256, 100.5, False, id="rise-inside-the-gap"),
+            pytest.param(1255, 105.0, False, id="rise-below-the-step"),
+            pytest.param(745, 105.0, False, id="fall-below-the-step"),
         ],
     )
-    def test_an_unchanged_state_is_republished_only_after_the_interval(
-        self, now: float, expected: bool
+    def test_within_a_state_a_change_is_published_early_and_the_rest_on_the_heartbeat(
+        self, headroom_mib: int, now: float, expected: bool
     ) -> None:
-        assert publishing.due(publishing.Submitted("Open", 100.0), "Open", now, 10.0) is expected
+        got = publication.due(
+            self.last, "Open", headroom_mib * MI, now, interval_s=10.0, step_bytes=256 * MI
+        )
+        assert got is expected
 
 
 class TestCondition:

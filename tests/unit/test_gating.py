@@ -62,9 +62,16 @@ class PodBuilder:
         return copy.deepcopy(self.pod)
 
 
-def enforce_policy(name: str = "batch", mode: str = "Enforce") -> policy.BurstPolicy:
+def enforce_policy(
+    name: str = "batch", mode: str = "Enforce", *, pin: bool = False
+) -> policy.BurstPolicy:
+    """A policy selecting app=batch; by default one that steers by intake label (no pin)."""
     sel = policy.LabelSelector(match_labels=(("app", "batch"),))
-    spec = policy.PolicySpec(mode=mode, pods=policy.PodSelection(pod_selector=sel))
+    spec = policy.PolicySpec(
+        mode=mode,
+        pods=policy.PodSelection(pod_selector=sel),
+        pacing=policy.Pacing(pin_to_node=pin),
+    )
     return policy.BurstPolicy(name=name, created_at=1.0, spec=spec)
 
 
@@ -85,8 +92,8 @@ def apply(doc: Any, ops: list[dict[str, Any]]) -> Any:
     return doc
 
 
-def gated(pod: dict[str, Any]) -> dict[str, Any]:
-    d = gating.decide(pod, "default", {}, [enforce_policy()])
+def gated(pod: dict[str, Any], *, pin: bool = False) -> dict[str, Any]:
+    d = gating.decide(pod, "default", {}, [enforce_policy(pin=pin)])
     return dict(apply(pod, list(d.ops)))
 
 
@@ -101,6 +108,15 @@ class TestWhoIsGated:
         assert pod["spec"]["schedulingGates"] == [{"name": names.SCHEDULING_GATE}]
         assert required_terms(pod) == [{"matchExpressions": [INTAKE]}]
         assert pod["metadata"]["annotations"] == {names.POLICY_ANNOTATION: "batch"}
+
+    def test_a_pinning_policy_adds_the_gate_and_annotation_but_no_affinity(self) -> None:
+        zone = {"key": "zone", "operator": "In", "values": ["a"]}
+        for builder in (PodBuilder(), PodBuilder().required_terms({"matchExpressions": [zone]})):
+            before = builder.build()
+            pod = gated(before, pin=True)
+            assert pod["spec"]["schedulingGates"] == [{"name": names.SCHEDULING_GATE}]
+            assert pod["spec"].get("affinity") == before["spec"].get("affinity")
+            assert pod["metadata"]["annotations"] == {names.POLICY_ANNOTATION: "batch"}
 
     @pytest.mark.parametrize(
         ("pod", "reason"),
@@ -173,6 +189,29 @@ class TestPatchShape:
         assert terms[1]["matchExpressions"] == [INTAKE]
         assert "matchFields" in terms[1]
 
+    def test_an_empty_term_matches_no_node_and_stays_empty(self) -> None:
+        zone = {"key": "zone", "operator": "In", "values": ["a"]}
+        pod = gated(PodBuilder().required_terms({}, {"matchExpressions": [zone]}).build())
+        assert required_terms(pod) == [{}, {"matchExpressions": [zone, INTAKE]}]
+
+    def test_a_pin_goes_into_match_fields_of_every_term(self) -> None:
+        pin = {"key": "metadata.name", "operator": "In", "values": ["n1"]}
+        zone = {"key": "zone", "operator": "In", "values": ["a"]}
+        for pod in (
+            PodBuilder().build(),
+            PodBuilder().affinity({"podAffinity": {"x": 1}}).build(),
+            PodBuilder().affinity({"nodeAffinity": {}}).build(),
+            PodBuilder().required_terms().build(),
+            PodBuilder()
+            .required_terms({"matchExpressions": [zone]}, {"matchFields": [dict(pin)]})
+            .build(),
+        ):
+            shape = gating.affinity_shape(pod["spec"])
+            pinned = apply(pod, gating.require_ops(shape, pin, field=True))
+            for term in required_terms(pinned):
+                assert term["matchFields"][-1] == pin
+                assert term.get("matchExpressions") in (None, [zone])
+
     def test_preferred_affinity_is_kept_when_the_required_part_is_added(self) -> None:
         preferred = [
             {"weight": 1, "preference": {"matchExpressions": [{"key": "k", "operator": "Exists"}]}}
@@ -211,8 +250,9 @@ class TestPatchShape:
         ],
     )
     def test_gating_twice_changes_nothing_the_second_time(self, builder: PodBuilder) -> None:
-        once = gated(builder.build())
-        assert gating.decide(once, "default", {}, [enforce_policy()]).ops == ()
+        for pin in (False, True):
+            once = gated(builder.build(), pin=pin)
+            assert gating.decide(once, "default", {}, [enforce_policy(pin=pin)]).ops == ()
 
 
 class TestAdmissionReview:

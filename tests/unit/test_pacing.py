@@ -142,6 +142,18 @@ class TestPlan:
         )
         assert len(p.release) == 2
 
+    def test_memory_the_summary_cannot_show_yet_is_taken_off_the_headroom(self) -> None:
+        """A node whose last wave of starts is not in its summary has that much less room."""
+        rules = pacing_rules(max_starting_per_node=10)
+        roomy = dataclasses.replace(node("a", headroom_mib=600), committed_bytes=0)
+        spent = dataclasses.replace(roomy, committed_bytes=400 * MI)
+        for view, expected in ((roomy, 6), (spent, 2)):
+            p = pacing.plan(
+                [pod(i) for i in range(10)], [view], rules, bucket=full(), now=0.0, pin=True
+            )
+            assert len(p.release) == expected
+            assert p.capacity == expected
+
     def test_stale_nodes_are_paced_by_the_in_flight_limit(self) -> None:
         p = pacing.plan(
             [pod(i) for i in range(50)],

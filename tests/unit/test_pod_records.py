@@ -93,8 +93,9 @@ def test_a_gated_pod_record_carries_its_node_constraints_and_term_shape() -> Non
     }
     rec = pods.compact(obj)
     assert rec.constraints.node_selector == (("pool", "batch"),)
-    assert rec.term_has_fields == (False, True) and rec.pinned == "n1"
-    assert [op["path"].rsplit("/", 2)[-2:] for op in pods._pin_ops(rec, "n2")] == [
+    assert rec.affinity.terms == ((True, False), (False, True))
+    assert rec.pinned == "n1"
+    assert [op["path"].rsplit("/", 2)[-2:] for op in pods.pin_ops(rec, "n2")] == [
         ["0", "matchFields"],
         ["matchFields", "-"],
     ]
@@ -112,4 +113,36 @@ def test_the_intake_requirement_is_not_a_placement_constraint() -> None:
     }
     rec = pods.compact(obj)
     assert rec.constraints.terms[0].expressions == ()
-    assert rec.term_has_fields == (False,)
+    assert rec.affinity.terms == ((True, False),)
+
+
+def test_a_pod_without_affinity_is_pinned_by_a_new_term() -> None:
+    rec = pods.compact(Pod().build())
+    assert rec.affinity == pods.NO_AFFINITY
+    (op,) = pods.pin_ops(rec, "n2")
+    assert op["path"] == "/spec/affinity"
+    term = op["value"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["nodeSelectorTerms"] == [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}
+    ]
+
+
+def test_records_of_one_template_share_one_affinity_shape() -> None:
+    a, b = pods.compact(Pod("a").build()), pods.compact(Pod("b").build())
+    assert a.affinity is b.affinity
+
+
+def test_a_finished_start_is_remembered_against_its_node_until_forgotten() -> None:
+    clock = iter([50.0, 60.0])
+    store = pods.PodStore(clock=lambda: next(clock))
+    store.replace([Pod("a").bound("n1").ungated().build(), Pod("b").bound("n1").ungated().build()])
+    assert set(store.starting_on["n1"]) == {"jobs/a", "jobs/b"}
+    store.apply("MODIFIED", Pod("a").bound("n1").ungated().running().build())
+    store.apply("MODIFIED", Pod("b").bound("n1").ungated().running().build())
+    assert "n1" not in store.starting_on
+    mib128 = 128 * 2**20
+    assert store.started_since("n1", 45.0, forget_before=0.0) == [mib128, mib128]
+    assert store.started_since("n1", 55.0, forget_before=0.0) == [mib128]  # summary after a
+    assert store.started_since("n1", 0.0, forget_before=55.0) == [mib128]  # a forgotten
+    store.apply("DELETED", Pod("b").bound("n1").ungated().running().build())
+    assert store.started_since("n1", 0.0, forget_before=0.0) == []
