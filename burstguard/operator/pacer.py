@@ -282,14 +282,11 @@ class PolicyLoop:
         rt = self.rt
 
         async def run() -> None:
-            async with rt.release_slots:
-                try:
-                    result = await pods.release(rt.api, rec, node)
-                except Exception as exc:
-                    log.warning("release of %s failed: %s", rec.key, exc)
-                    rt.pending_releases.pop(rec.key, None)
-                    return
-            metrics.API_WRITES.labels("release").inc()
+            try:
+                result = await rt.send_release(rec, node)
+            except Exception as exc:
+                log.warning("release of %s failed: %s", rec.key, exc)
+                return
             if result != "released":
                 return
             waited = max(0.0, now - rec.created_at)
@@ -580,13 +577,10 @@ class Janitor:
 
         async def free(policy_name: str, rec: pods.PodRecord) -> int:
             try:
-                async with self.rt.release_slots:
-                    result = await pods.release(self.rt.api, rec)
+                result = await self.rt.send_release(rec)
             except apiclient.ApiError as exc:
-                self.rt.pending_releases.pop(rec.key, None)
                 log.warning("release of orphaned %s failed: %s", rec.key, exc)
                 return 0
-            metrics.API_WRITES.labels("release").inc()
             if result != "released":
                 return 0
             metrics.RELEASES.labels(policy_name, "policy-gone").inc()

@@ -199,17 +199,24 @@ async def throughput(
         body={"spec": {"pacing": {"releasePerSecond": 10000, "burst": 10000}}},
         content_type=apiclient.MERGE_PATCH,
     )
-    # Count releases from the operator's own counter (cheap to poll; listing 2000 pods at
-    # 20 Hz would load the apiserver the releases compete with).
+    # Count releases from the operator's own counter and stop when its gated gauge reaches
+    # 0 (cheap to poll; listing 2000 pods at 20 Hz would load the apiserver the releases
+    # compete with). The end is the last poll at which the counter moved, so a release
+    # that slipped out before ``before`` cannot hold the loop to its timeout.
     first_release = None
-    while True:
-        released_now = counter(op.metrics(), family, selector) - released_before
+    done = t0
+    last_seen = -1.0
+    while time.perf_counter() - t0 < 300:
+        text = op.metrics()
+        released_now = counter(text, family, selector) - released_before
+        now = time.perf_counter()
         if first_release is None and released_now >= 1:
-            first_release = time.perf_counter()
-        if released_now >= waiting or time.perf_counter() - t0 > 300:
+            first_release = now
+        if released_now != last_seen:
+            last_seen, done = released_now, now
+        if counter(text, "burstguard_gated_pods", selector) == 0 and released_now >= 1:
             break
         await asyncio.sleep(0.1)
-    done = time.perf_counter()
     after = op.metrics()
     released = int(counter(after, family, selector) - released_before)
     writes = counter(after, "burstguard_operator_api_writes_total") - writes_before
@@ -222,6 +229,7 @@ async def throughput(
     return {
         "nodes": nodes,
         "pods": released,
+        "gated_when_raised": waiting,
         "seconds_first_to_last": span,
         "seconds_from_policy_patch": done - t0,
         "pods_per_second": released / span if span > 0 else 0.0,

@@ -36,3 +36,12 @@ def test_a_release_of_a_pod_that_is_gone_is_forgotten() -> None:
     rt.pending_releases["jobs/gone"] = 100.0
     rt.settle_releases(100.5, timeout_s=10.0)
     assert rt.pending_releases == {}
+
+
+def test_a_release_still_waiting_for_a_slot_never_times_out() -> None:
+    rt = make_runtime()
+    rt.pod_store.replace([Pod("a").build()])
+    rt.pending_releases["jobs/a"] = 100.0
+    rt.releasing.add("jobs/a")
+    rt.settle_releases(500.0, timeout_s=10.0)
+    assert rt.pending_releases == {"jobs/a": 100.0}
