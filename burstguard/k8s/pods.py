@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from burstguard.api import names, units
 from burstguard.api import policy as policy_api
-from burstguard.core import gating, placement
+from burstguard.core import gating, pacing, placement
 from burstguard.k8s import apiclient
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ class PodRecord:
     """Shape of the required node affinity (what the pin patch must add)."""
     pinned: str | None = None
     """Node named by a single-value ``metadata.name In`` field requirement (a pin)."""
+    queued: pacing.QueuedPod | None = None
+    """The gated pod as the pacer queues it, built once: with 10k gated pods, building them
+    every tick took a fifth of the operator's CPU."""
 
     @property
     def namespace(self) -> str:
@@ -198,21 +201,28 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
         if gate_index is not None or not node
         else (NO_CONSTRAINTS, NO_AFFINITY, None)
     )
+    key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    created_at = timestamp(meta.get("creationTimestamp"))
+    priority = int(spec.get("priority") or 0)
+    memory = _memory(spec)
     return PodRecord(
-        key=f"{meta.get('namespace', '')}/{meta.get('name', '')}",
+        key=key,
         uid=str(meta.get("uid", "")),
-        created_at=timestamp(meta.get("creationTimestamp")),
-        priority=int(spec.get("priority") or 0),
+        created_at=created_at,
+        priority=priority,
         labels=dict(meta.get("labels") or {}),
         policy=(meta.get("annotations") or {}).get(names.POLICY_ANNOTATION),
         gate_index=gate_index,
         node=node,
         phase=phase,
         starting=bool(node) and not finished and not _all_started(spec, status),
-        memory_bytes=_memory(spec),
+        memory_bytes=memory,
         constraints=constraints,
         affinity=affinity,
         pinned=pinned,
+        queued=None
+        if gate_index is None
+        else pacing.QueuedPod(key, created_at, priority, memory, constraints),
     )
 
 

@@ -254,9 +254,8 @@ class PolicyLoop:
                 if not self.pending_targets.get(key):
                     in_flight.append(rec.memory_bytes or 0)
                 continue
-            queue[key] = pacing.QueuedPod(
-                key, rec.created_at, rec.priority, rec.memory_bytes, rec.constraints
-            )
+            if rec.queued is not None:
+                queue[key] = rec.queued
         late = pacing.overdue(queue.values(), rules.max_gate_seconds, now)
         for q in late:
             del queue[q.key]
