@@ -65,7 +65,14 @@ def test_lock_wait_counts_only_on_exposed_kernels() -> None:
 
 
 def test_a_node_at_its_start_limit_is_closed_to_steer_the_scheduler_elsewhere() -> None:
-    assert run([(0.0, summary(0.0))], starting=4) == ["closed"]
+    spec = dataclasses.replace(SPEC, pacing=dataclasses.replace(SPEC.pacing, pin_to_node=False))
+    v = intake.steer(nodestate.Machine(), summary(0.0), spec, starting=4, now=0.0)
+    assert v.label == "closed" and "start-limit" in v.reasons
+
+
+def test_a_pinning_policy_leaves_a_node_at_its_start_limit_labelled_open() -> None:
+    v = intake.steer(nodestate.Machine(), summary(0.0), SPEC, starting=4, now=0.0)
+    assert v.label == "open" and "start-limit" in v.reasons and v.pacing_state == "open"
 
 
 def test_a_node_without_a_fresh_summary_is_stale_and_stays_open() -> None:
