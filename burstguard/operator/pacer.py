@@ -62,6 +62,7 @@ class PolicyLoop:
         self.machines: dict[str, nodestate.Machine] = {}
         self.label_writes: dict[str, tuple[str, float]] = {}
         self.last_asked: dict[str, float] = {}
+        self.last_wanted: dict[str, int] = {}
         self.released_total = 0
         self.overdue_total = 0
         self.would_have = rt.shadow_results.setdefault(name, shadow.WouldHave())
@@ -324,9 +325,17 @@ class PolicyLoop:
             return
         default = policy.spec.pacing.pod_startup_memory_bytes
         queued = sum(r.memory_bytes or default for r in gated.values())
-        asks = requesting.plan(queued, views, policy.spec.preparation, self.last_asked, now)
+        asks = requesting.plan(
+            queued,
+            views,
+            policy.spec.preparation,
+            self.last_asked,
+            now,
+            last_wanted=self.last_wanted,
+        )
         for ask in asks:
             self.last_asked[ask.node] = now
+            self.last_wanted[ask.node] = ask.bytes_wanted
             request = preparation.PrepareRequest(
                 id=f"{self.name}-{int(now * 1000)}",
                 bytes_wanted=ask.bytes_wanted,

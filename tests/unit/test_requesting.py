@@ -31,6 +31,15 @@ def test_a_node_is_asked_at_most_once_per_cooldown() -> None:
     assert len(requesting.plan(1000 * MI, nodes, PREP, {"a": 0.0}, now=61.0)) == 1
 
 
+def test_within_the_cooldown_a_node_is_asked_again_only_when_its_shortfall_doubled() -> None:
+    """The first ask goes out while a Job is still creating pods and can be far too small."""
+    nodes = [node("a", 0)]
+    asked = {"a": 0.0}
+    assert requesting.plan(1000 * MI, nodes, PREP, asked, 30.0, last_wanted={"a": 600 * MI}) == ()
+    (ask,) = requesting.plan(1200 * MI, nodes, PREP, asked, 30.0, last_wanted={"a": 600 * MI})
+    assert ask.bytes_wanted == 1200 * MI
+
+
 def test_disabled_preparation_asks_nothing() -> None:
     off = policy.Preparation(enabled=False)
     assert requesting.plan(10_000 * MI, [node("a", 0)], off, {}, now=0.0) == ()
