@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from burstguard.api import names
 from tests.chart import render
 from tests.cluster import operating
 from tests.cluster.builders import JobBuilder, PodBuilder, wait_for
-from tests.conftest import ClusterFixture
+from tests.conftest import ClusterFixture, NodeGroup
 
 RUN_LABEL = "burstguard.test/run"
 MI = 2**20
@@ -112,6 +112,48 @@ def pin_of(pod: dict[str, Any]) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
+def guarded_nodes(
+    cluster: ClusterFixture,
+    operator: operating.OperatorProcess,
+    core: k8s_client.CoreV1Api,
+    policies: operating.Policies,
+    *,
+    prefix: str,
+    headrooms: Sequence[int | None],
+    pacing: dict[str, Any] | None = None,
+    mode: str = "Enforce",
+    wait_ready: bool = True,
+) -> tuple[NodeGroup, str]:
+    """Fresh kwok nodes guarded by a new policy that selects pods labelled with its name.
+
+    Node ``i`` publishes a summary with ``headrooms[i]`` bytes (None: no summary). Returns
+    the nodes and the policy name (also the pods' label value), after the policy reports
+    Ready (Enforce) or DryRun, unless ``wait_ready`` is False.
+    """
+    ensure_running(operator)
+    nodes = cluster.create_nodes(len(headrooms))
+    for name, headroom in zip(nodes.names, headrooms, strict=True):
+        if headroom is not None:
+            operating.publish(core, name, headroom)
+    run = operating.unique(prefix)
+    policies.create(
+        operating.burst_policy(
+            run, mode=mode, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector, pacing=pacing
+        )
+    )
+    if wait_ready:
+        wait_for(
+            "policy ready",
+            lambda: (
+                (policies.ready(run) or {}).get("reason") == "DryRun"
+                if mode == "DryRun"
+                else (policies.ready(run) or {}).get("status") == "True"
+            ),
+            timeout_s=30,
+        )
+    return nodes, run
+
+
 def labelled_pod(name: str, run: str, selector: dict[str, str]) -> dict[str, Any]:
     pod = PodBuilder(name).node_selector(selector).build()
     pod["metadata"]["labels"] = {RUN_LABEL: run}
@@ -129,24 +171,15 @@ class TestGatingAndPacing:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        ensure_running(operator)
-        nodes = cluster.create_nodes(10)
-        for n in nodes.names:
-            operating.publish(core, n, 64 * operating.GI)
-        run = operating.unique("job")
         rate, burst, per_node = 40.0, 20, 4
-        policies.create(
-            operating.burst_policy(
-                run,
-                pod_labels={RUN_LABEL: run},
-                node_labels=nodes.selector,
-                pacing={"releasePerSecond": rate, "burst": burst, "maxStartingPerNode": per_node},
-            )
-        )
-        wait_for(
-            "policy ready",
-            lambda: (policies.ready(run) or {}).get("status") == "True",
-            timeout_s=30,
+        nodes, run = guarded_nodes(
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="job",
+            headrooms=[64 * operating.GI] * 10,
+            pacing={"releasePerSecond": rate, "burst": burst, "maxStartingPerNode": per_node},
         )
         job = JobBuilder(run, 300).node_selector(nodes.selector).build()
         template = job["spec"]["template"]
@@ -196,16 +229,16 @@ class TestGatingAndPacing:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        ensure_running(operator)
-        nodes = cluster.create_nodes(3)
-        bad = nodes.names[0]
-        operating.publish(core, bad, 0)
-        for n in nodes.names[1:]:
-            operating.publish(core, n, 64 * operating.GI)
-        run = operating.unique("closed")
-        policies.create(
-            operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
+        nodes, run = guarded_nodes(
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="closed",
+            headrooms=[0, 64 * operating.GI, 64 * operating.GI],
+            wait_ready=False,
         )
+        bad = nodes.names[0]
         wait_for(
             "the low-headroom node labelled closed",
             lambda: core.read_node(bad).metadata.labels.get(names.INTAKE_LABEL) == "closed",
@@ -261,16 +294,17 @@ def held_and_pinned(
     A second gate of the test's own keeps the pod unbound after burstguard's release, so
     the test can change the node between the pin and the binding.
     """
-    ensure_running(operator)
-    nodes = cluster.create_nodes(1)
-    node = nodes.names[0]
-    operating.publish(core, node, 64 * operating.GI)
-    run = operating.unique(prefix)
-    policies.create(
-        operating.burst_policy(
-            run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector, pacing=pacing
-        )
+    nodes, run = guarded_nodes(
+        cluster,
+        operator,
+        core,
+        policies,
+        prefix=prefix,
+        headrooms=[64 * operating.GI],
+        pacing=pacing,
+        wait_ready=False,
     )
+    node = nodes.names[0]
     wait_for(
         "node open",
         lambda: core.read_node(node).metadata.labels.get(names.INTAKE_LABEL) == "open",
@@ -306,11 +340,8 @@ class TestNeverStrand:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        ensure_running(operator)
-        nodes = cluster.create_nodes(1)
-        run = operating.unique("down")
-        policies.create(
-            operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
+        nodes, run = guarded_nodes(
+            cluster, operator, core, policies, prefix="down", headrooms=[None], wait_ready=False
         )
         operator.stop()
         try:
@@ -338,23 +369,14 @@ class TestNeverStrand:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        ensure_running(operator)
-        nodes = cluster.create_nodes(4)
-        for n in nodes.names:
-            operating.publish(core, n, 64 * operating.GI)
-        run = operating.unique("kill")
-        policies.create(
-            operating.burst_policy(
-                run,
-                pod_labels={RUN_LABEL: run},
-                node_labels=nodes.selector,
-                pacing={"releasePerSecond": 5, "burst": 5},
-            )
-        )
-        wait_for(
-            "policy ready",
-            lambda: (policies.ready(run) or {}).get("status") == "True",
-            timeout_s=30,
+        nodes, run = guarded_nodes(
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="kill",
+            headrooms=[64 * operating.GI] * 4,
+            pacing={"releasePerSecond": 5, "burst": 5},
         )
         for i in range(60):
             core.create_namespaced_pod(namespace, labelled_pod(f"p{i}", run, nodes.selector))
@@ -380,22 +402,14 @@ class TestNeverStrand:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        ensure_running(operator)
-        nodes = cluster.create_nodes(1)
-        operating.publish(core, nodes.names[0], 0)  # closed: the pacer releases nothing
-        run = operating.unique("overdue")
-        policies.create(
-            operating.burst_policy(
-                run,
-                pod_labels={RUN_LABEL: run},
-                node_labels=nodes.selector,
-                pacing={"maxGateSeconds": 3},
-            )
-        )
-        wait_for(
-            "policy ready",
-            lambda: (policies.ready(run) or {}).get("status") == "True",
-            timeout_s=30,
+        nodes, run = guarded_nodes(  # closed: the pacer releases nothing
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="overdue",
+            headrooms=[0],
+            pacing={"maxGateSeconds": 3},
         )
         pod = core.create_namespaced_pod(namespace, labelled_pod("late", run, nodes.selector))
         assert pod.spec.scheduling_gates
@@ -456,17 +470,8 @@ class TestNeverStrand:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        ensure_running(operator)
-        nodes = cluster.create_nodes(1)
-        operating.publish(core, nodes.names[0], 0)  # closed: nothing is paced out
-        run = operating.unique("uninstall")
-        policies.create(
-            operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
-        )
-        wait_for(
-            "policy ready",
-            lambda: (policies.ready(run) or {}).get("status") == "True",
-            timeout_s=30,
+        nodes, run = guarded_nodes(  # closed: nothing is paced out
+            cluster, operator, core, policies, prefix="uninstall", headrooms=[0]
         )
         for i in range(5):
             core.create_namespaced_pod(namespace, labelled_pod(f"p{i}", run, nodes.selector))
@@ -508,24 +513,15 @@ class TestDryRun:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        ensure_running(operator)
-        nodes = cluster.create_nodes(2)
-        operating.publish(core, nodes.names[0], 64 * operating.GI)
-        operating.publish(core, nodes.names[1], 0)  # would have been closed
-        run = operating.unique("dry")
-        policies.create(
-            operating.burst_policy(
-                run,
-                mode="DryRun",
-                pod_labels={RUN_LABEL: run},
-                node_labels=nodes.selector,
-                pacing={"releasePerSecond": 1, "burst": 1},
-            )
-        )
-        wait_for(
-            "policy ready",
-            lambda: (policies.ready(run) or {}).get("reason") == "DryRun",
-            timeout_s=30,
+        nodes, run = guarded_nodes(  # the second node would have been closed
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="dry",
+            headrooms=[64 * operating.GI, 0],
+            pacing={"releasePerSecond": 1, "burst": 1},
+            mode="DryRun",
         )
         for i in range(10):
             core.create_namespaced_pod(namespace, labelled_pod(f"p{i}", run, nodes.selector))
