@@ -48,6 +48,23 @@ STARTED_MEMORY_S = 120.0
 summary sampled later shows its memory; the agent publishes at least every 10 s)."""
 
 
+async def pod_event(
+    api: apiclient.Api, rec: pods.PodRecord, *, reason: str, message: str, warning: bool
+) -> None:
+    """Post an Event on a pod and count the write (``events.emit`` logs failures itself)."""
+    await events.emit(
+        api,
+        kind="Pod",
+        name=rec.name,
+        namespace=rec.namespace,
+        uid=rec.uid,
+        reason=reason,
+        message=message,
+        warning=warning,
+    )
+    metrics.API_WRITES.labels("event").inc()
+
+
 def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -303,17 +320,13 @@ class PolicyLoop:
                     if reason != "paced"
                     else f"released by policy {self.name} after {waited:.1f}s"
                 )
-                await events.emit(
+                await pod_event(
                     rt.api,
-                    kind="Pod",
-                    name=rec.name,
-                    namespace=rec.namespace,
-                    uid=rec.uid,
+                    rec,
                     reason="Released" if reason == "paced" else "ReleasedOverdue",
                     message=message,
                     warning=reason != "paced",
                 )
-                metrics.API_WRITES.labels("event").inc()
 
         self._spawn(run())
 
@@ -552,20 +565,7 @@ class Janitor:
             "lifted: delete the pod to have its controller create it again."
         )
         log.warning("pod %s: %s", rec.key, message)
-        try:
-            await events.emit(
-                self.rt.api,
-                kind="Pod",
-                name=rec.name,
-                namespace=rec.namespace,
-                uid=rec.uid,
-                reason="PinnedUnbound",
-                message=message,
-                warning=True,
-            )
-            metrics.API_WRITES.labels("event").inc()
-        except apiclient.ApiError as exc:
-            log.warning("could not report unbound pod %s: %s", rec.key, exc)
+        await pod_event(self.rt.api, rec, reason="PinnedUnbound", message=message, warning=True)
 
     def _enforcing(self) -> Mapping[str, policy_api.BurstPolicy]:
         return {p.name: p for p in self.rt.policy_store.ordered if p.spec.enforcing}
@@ -594,12 +594,9 @@ class Janitor:
             if result != "released":
                 return 0
             metrics.RELEASES.labels(policy_name, "policy-gone").inc()
-            await events.emit(
+            await pod_event(
                 self.rt.api,
-                kind="Pod",
-                name=rec.name,
-                namespace=rec.namespace,
-                uid=rec.uid,
+                rec,
                 reason="ReleasedPolicyGone",
                 message=f"policy {policy_name} is gone, invalid or DryRun; gate removed",
                 warning=True,
