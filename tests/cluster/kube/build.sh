@@ -110,6 +110,6 @@ for b in kube etcd kwok; do mv -f "${work}/${b}" "${dest}/${b}"; done
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sfn kube "${dest}/${b}"; done
 echo "$stamp" > "${dest}/.stamp"
 "${dest}/kube-apiserver" --version
-"${dest}/etcd" --version | head -1
-"${dest}/kwok" --version 2>/dev/null | head -1 || true
+"${dest}/etcd" --version | sed -n 1p  # sed reads to the end: head would SIGPIPE etcd under pipefail
+"${dest}/kwok" --version 2>/dev/null | sed -n 1p || true
 log "done in $(( $(date +%s) - start )) s: $(du -sh "$dest" | cut -f1) in ${dest}"
