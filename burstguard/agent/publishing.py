@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 from burstguard.api import nodesummary
-from burstguard.k8s import nodes
+from burstguard.k8s import nodetypes
 
 
 def condition_for(
     summary: nodesummary.NodeSummary, last_transition: float, now_wall: float
-) -> nodes.Condition:
+) -> nodetypes.Condition:
     """The ``BurstguardHeadroom`` condition that goes with a summary."""
     is_open = summary.state == "Open"
     reasons = ", ".join(summary.reasons) or "quiet"
@@ -29,7 +29,7 @@ def condition_for(
     )
     if summary.degraded_reason:
         message += f"; degraded: {summary.degraded_reason}"
-    return nodes.Condition(
+    return nodetypes.Condition(
         status=is_open,
         reason="HeadroomAvailable" if is_open else "HeadroomShort",
         message=message,
@@ -41,7 +41,7 @@ def condition_for(
 class Writer(Protocol):
     """What the publisher needs from ``k8s.nodes.NodeWriter``."""
 
-    def publish(self, summary_json: str, condition: nodes.Condition) -> None:
+    def publish(self, summary_json: str, condition: nodetypes.Condition) -> None:
         """Write summary and condition."""
 
 
@@ -58,7 +58,7 @@ class Publisher:
         self._on_published = on_published
         self._on_error = on_error
         self._cv = threading.Condition()
-        self._pending: tuple[nodesummary.NodeSummary, nodes.Condition] | None = None
+        self._pending: tuple[nodesummary.NodeSummary, nodetypes.Condition] | None = None
         self._stopped = False
         self.published = 0
         self.errors = 0
@@ -66,7 +66,7 @@ class Publisher:
         self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
         self._thread.start()
 
-    def submit(self, summary: nodesummary.NodeSummary, condition: nodes.Condition) -> None:
+    def submit(self, summary: nodesummary.NodeSummary, condition: nodetypes.Condition) -> None:
         """Hand over a summary; it replaces one not yet written."""
         with self._cv:
             self._pending = (summary, condition)

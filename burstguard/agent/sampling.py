@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from burstguard.agent import preparing, publishing
 from burstguard.api import names, nodesummary, preparationack
@@ -40,7 +40,7 @@ from burstguard.api import preparation as request_api
 from burstguard.bpf import running, specs
 from burstguard.core import headroom, kernel, nodestate, preparation, publication, rates
 from burstguard.exporter import metrics
-from burstguard.k8s import nodes
+from burstguard.k8s import nodetypes
 from burstguard.procfs import errors, reading, snapshot
 
 log = logging.getLogger("burstguard.agent")
@@ -109,6 +109,18 @@ def _busy(prev: snapshot.Snapshot, cur: snapshot.Snapshot) -> tuple[bool, bool]:
     return grew("pgscan_kswapd"), grew("compact_daemon_wake", "compact_stall")
 
 
+class NodeWriter(publishing.Writer, Protocol):
+    """What the agent needs from ``k8s.nodes.NodeWriter``: publishing, plus the annotation and
+    Event writes of a preparation acknowledgement. A protocol, so that the loop imports no
+    kubernetes client (the incident lab runs it under emulation, where that import is slow)."""
+
+    def set_annotations(self, values: dict[str, str]) -> None:
+        """Merge ``values`` into the Node's annotations."""
+
+    def event(self, reason: str, message: str, warning: bool = False, now: float = 0.0) -> None:
+        """Post an Event about the Node."""
+
+
 class Agent:
     """One node's agent; :meth:`tick` is one sample, :meth:`run` loops until stopped."""
 
@@ -116,7 +128,7 @@ class Agent:
         self,
         config: Config,
         *,
-        writer: nodes.NodeWriter | None = None,
+        writer: NodeWriter | None = None,
         runner: running.Source | None = None,
         collector: metrics.ViewCollector | None = None,
         mono: Callable[[], float] = time.monotonic,
@@ -412,7 +424,7 @@ class Agent:
                 )
                 failed = any(r.outcome == "failed" for r in ack.actions)
                 self.writer.event("BurstguardPrepared", message, warning=failed, now=self.wall())
-            except nodes.NodeApiError as exc:
+            except nodetypes.NodeApiError as exc:
                 log.warning("acknowledging %s failed: %s", request_id, exc)
         return ack
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 SCRIPTS_DIR_ENV: Final = "BURSTGUARD_BPF_DIR"
 """Environment variable naming the folder with the ``.bt``/``.yaml`` pairs."""
 
@@ -156,6 +154,10 @@ def parse(body: Any, spec_path: Path) -> ScriptSpec:
 
 def load(spec_path: Path) -> ScriptSpec:
     """Read and parse one ``<name>.yaml``; the paired ``.bt`` must exist next to it."""
+    # Imported here, where a spec is read: the incident lab's guard imports this module but
+    # runs no bpftrace, and under emulation the YAML parser's import alone takes over a second.
+    import yaml  # noqa: PLC0415
+
     try:
         body = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

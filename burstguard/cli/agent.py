@@ -30,7 +30,7 @@ from burstguard.api import nodesummary, units
 from burstguard.bpf import choosing, running, specs, support
 from burstguard.core import preparation
 from burstguard.exporter import metrics, serving
-from burstguard.k8s import nodes
+from burstguard.k8s import nodes, nodetypes
 
 EXIT_OK, EXIT_USAGE, EXIT_PROC, EXIT_API = 0, 2, 3, 4
 
@@ -217,7 +217,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     try:
         writer = nodes.NodeWriter(nodes.connect(kubeconfig), node_name)
         writer.annotations()
-    except nodes.NodeApiError as exc:
+    except nodetypes.NodeApiError as exc:
         click.echo(f"burstguard agent: {exc}", err=True)
         click.echo("Check --kubeconfig or the service account, and that the Node exists.", err=True)
         sys.exit(EXIT_API)

@@ -22,7 +22,6 @@ import datetime
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from kubernetes import client as k8s_client
@@ -31,34 +30,11 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client import exceptions as k8s_exceptions
 
 from burstguard.api import names
+from burstguard.k8s import nodetypes
 
 EVENT_NAMESPACE: Final = "default"
 """Events about cluster-scoped objects (Nodes) live in ``default``, as kubelet's do."""
 COMPONENT: Final = "burstguard-agent"
-
-
-class NodeApiError(RuntimeError):
-    """A failed call, with the HTTP status when there was one."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Condition:
-    """The node condition the agent owns."""
-
-    status: bool
-    """True when the node can take more starts."""
-    reason: str
-    """CamelCase reason (``HeadroomAvailable``, ``HeadroomShort``)."""
-    message: str
-    """Human text: state reasons and numbers."""
-    last_transition: float
-    """Unix seconds of the last status change."""
-    heartbeat: float
-    """Unix seconds of this publication."""
 
 
 def _time(unix_s: float) -> str:
@@ -80,7 +56,7 @@ def connect(kubeconfig: str | None = None) -> k8s_client.ApiClient:
         loader.load_incluster_config()
         return k8s_client.ApiClient()
     except (k8s_config.ConfigException, OSError) as exc:
-        raise NodeApiError(f"cannot load Kubernetes credentials: {exc}") from exc
+        raise nodetypes.NodeApiError(f"cannot load Kubernetes credentials: {exc}") from exc
 
 
 class NodeWriter:
@@ -94,13 +70,13 @@ class NodeWriter:
         try:
             return fn(*args, **kwargs, _request_timeout=10)
         except k8s_exceptions.ApiException as exc:
-            raise NodeApiError(
+            raise nodetypes.NodeApiError(
                 f"{what} node {self.node_name}: HTTP {exc.status} {exc.reason}: "
                 f"{(exc.body or '')[:300]}",
                 exc.status,
             ) from exc
         except Exception as exc:  # urllib3 connection errors and the like
-            raise NodeApiError(f"{what} node {self.node_name}: {exc}") from exc
+            raise nodetypes.NodeApiError(f"{what} node {self.node_name}: {exc}") from exc
 
     def annotations(self) -> dict[str, str]:
         """The Node's annotations (to read the preparation request)."""
@@ -146,7 +122,7 @@ class NodeWriter:
         body = {"metadata": {"annotations": values}}
         self._call("annotate", self._core.patch_node, self.node_name, body)
 
-    def set_condition(self, condition: Condition) -> None:
+    def set_condition(self, condition: nodetypes.Condition) -> None:
         """Strategic-merge-patch the ``BurstguardHeadroom`` condition into ``nodes/status``."""
         body = {
             "status": {
@@ -164,7 +140,7 @@ class NodeWriter:
         }
         self._call("patch status of", self._core.patch_node_status, self.node_name, body)
 
-    def publish(self, summary_json: str, condition: Condition) -> None:
+    def publish(self, summary_json: str, condition: nodetypes.Condition) -> None:
         """Write the summary annotation, then the condition."""
         self.set_annotations({names.SUMMARY_ANNOTATION: summary_json})
         self.set_condition(condition)

@@ -19,7 +19,7 @@ from kubernetes import utils as k8s_utils
 from burstguard.agent import sampling
 from burstguard.api import names, nodesummary, preparationack
 from burstguard.api import preparation as request_api
-from burstguard.k8s import nodes
+from burstguard.k8s import nodes, nodetypes
 from tests.conftest import ClusterFixture
 
 DEPLOY = pathlib.Path(__file__).parent.parent.parent / "deploy" / "agent"
@@ -179,10 +179,10 @@ def test_the_admission_policy_rejects_a_patch_of_another_node_by_the_agent(
     mine = nodes.NodeWriter(api, own)
     theirs = nodes.NodeWriter(api, other)
 
-    def denied(key: str) -> nodes.NodeApiError | None:
+    def denied(key: str) -> nodetypes.NodeApiError | None:
         try:
             theirs.set_annotations({key: "{}"})
-        except nodes.NodeApiError as exc:
+        except nodetypes.NodeApiError as exc:
             return exc
         return None
 
