@@ -1,7 +1,8 @@
 """``burstguard lab``: reproduce the pre-6.7 mount stall in a qemu guest and measure the guard.
 
 Exit codes: 0 every run finished; 1 some runs failed (the report covers the rest); 2 bad
-usage; 3 qemu cannot run on this host; 4 the guest cannot be built (missing tool or package).
+usage; 3 qemu cannot run on this host; 4 the guest cannot be built (missing tool or package);
+5 ``--quiet-host`` and the host's load did not settle.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def _names(values: tuple[str, ...]) -> list[str]:
 )
 @click.option("--no-kvm", is_flag=True, help="Do not probe KVM; use TCG emulation.")
 @click.option(
+    "--quiet-host",
+    "quiet_wait_s",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Before each boot, wait up to SECONDS for the host's 1-minute load to fall under "
+    "0.5 per core, and refuse to boot (exit 5) when it does not. Without it runs start at once "
+    "and busy ones are flagged in the report.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Reuse boots that already finished in --out (re-measures them) and run the rest.",
@@ -78,6 +89,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     memory_mb: int,
     timeout_s: float,
     no_kvm: bool,
+    quiet_wait_s: float | None,
     resume: bool,
 ) -> None:
     """Reproduce the shrinker_rwsem mount stall in a 6.1 guest; compare guarded runs."""
@@ -106,7 +118,11 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
             try_kvm=not no_kvm,
             timeout_s=timeout_s,
             resume=resume,
+            quiet_wait_s=quiet_wait_s,
         )
+    except benchmarking.HostBusy as exc:
+        click.echo(f"lab: refusing to boot on a busy host: {exc}", err=True)
+        raise SystemExit(5) from exc
     except building.BuildError as exc:
         click.echo(f"lab: cannot build the guest: {exc}", err=True)
         raise SystemExit(4) from exc

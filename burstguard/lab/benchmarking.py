@@ -9,7 +9,6 @@ report is still written from the runs that succeeded.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from burstguard.lab import booting, building, measuring, reporting, scenarios
+from burstguard.lab import booting, building, hostload, measuring, reporting, scenarios
+
+
+class HostBusy(RuntimeError):
+    """The host did not settle within the wait that ``--quiet-host`` allowed."""
 
 
 def _say(msg: str) -> None:
@@ -33,15 +36,21 @@ def bench(
     try_kvm: bool = True,
     timeout_s: float = 3600.0,
     resume: bool = False,
+    quiet_wait_s: float | None = None,
     progress: Callable[[str], None] = _say,
 ) -> dict[str, Any]:
-    """Build, boot every (scenario, run), measure, write the report; return the JSON doc."""
+    """Build, boot every (scenario, run), measure, write the report; return the JSON doc.
+
+    ``quiet_wait_s``: before each boot, wait up to that long for the host's load to settle
+    (:func:`hostload.settle`) and raise :class:`HostBusy` when it does not; None boots at once
+    (every run still records its host load, and busy runs are flagged)."""
     machine = machine or booting.Machine()
     guest = building.build(with_tools=any(s.guard != "none" for s in chosen))
     accel = booting.choose_accel(guest, out / "boots", try_kvm=try_kvm)
-    progress(f"guest {guest.release} ({guest.package_version}), accel {accel}")
+    pin = "pinned" if guest.pinned else "NOT the pinned kernel"
+    progress(f"guest {guest.package}={guest.package_version} ({pin}), accel {accel}")
     results: list[measuring.Run] = []
-    host_load: dict[tuple[str, int], float | None] = {}
+    host_load: dict[tuple[str, int], hostload.HostLoad | None] = {}
     failures: list[dict[str, Any]] = []
     for i in range(runs):
         for s in chosen:
@@ -51,6 +60,9 @@ def bench(
             try:
                 files, wall = _finished(workdir) if resume else (None, 0.0)
                 if files is None:
+                    if quiet_wait_s is not None:
+                        _settle(quiet_wait_s, progress)
+                    before = hostload.load1()
                     boot = booting.boot(
                         guest,
                         scenarios.kernel_params(s),
@@ -63,7 +75,13 @@ def bench(
                     for name, data in files.items():
                         (workdir / name).write_bytes(data)
                     (workdir / WALL_FILE).write_text(f"{wall:.1f}\n")
-                    (workdir / LOAD_FILE).write_text(f"{os.getloadavg()[1]:.2f}\n")
+                    load = hostload.HostLoad(
+                        before=before,
+                        after=hostload.load1(),
+                        cores=hostload.cores(),
+                        guest_cpus=machine.cpus,
+                    )
+                    (workdir / LOAD_FILE).write_text(json.dumps(asdict(load)) + "\n")
                 else:
                     progress(f"run {i + 1}/{runs} {s.name}: reusing the finished boot")
                 run = measuring.measure(s.name, i, files, wall)
@@ -73,8 +91,10 @@ def bench(
                 progress(f"run {i + 1}/{runs} {s.name}: FAILED: {exc}")
                 continue
             results.append(run)
+            load_now = host_load.get((s.name, i))
+            busy = " (BUSY HOST)" if load_now is not None and load_now.busy else ""
             progress(
-                f"run {i + 1}/{runs} {s.name}: {time.monotonic() - t0:.0f} s wall, "
+                f"run {i + 1}/{runs} {s.name}{busy}: {time.monotonic() - t0:.0f} s wall, "
                 f"mount max {run.mount.max_ms:.0f} ms, >100ms {run.mount.over_100ms}/"
                 f"{run.mount.n}, makespan {run.makespan_s:.1f} s, "
                 f"pgscan_kswapd {run.vmstat['pgscan_kswapd']}, "
@@ -105,13 +125,22 @@ def bench(
 
 WALL_FILE = "wall_s.txt"
 """Host wall-clock seconds of a boot, kept next to its result files."""
-LOAD_FILE = "host_load.txt"
-"""Host 5-minute load average when the boot ended (the host is shared: context for noise)."""
+LOAD_FILE = "host_load.json"
+"""The host's load before and after the boot (:class:`hostload.HostLoad` as JSON)."""
 
 
-def _host_load(workdir: Path) -> float | None:
+def _host_load(workdir: Path) -> hostload.HostLoad | None:
     f = workdir / LOAD_FILE
-    return float(f.read_text()) if f.exists() else None
+    return hostload.HostLoad(**json.loads(f.read_text())) if f.exists() else None
+
+
+def _settle(wait_s: float, progress: Callable[[str], None]) -> None:
+    if hostload.settle(wait_s, progress=progress) is None:
+        raise HostBusy(
+            f"the host's load stayed above {hostload.QUIET_PER_CORE} per core for {wait_s:.0f} s "
+            f"(now {hostload.load1():.2f} on {hostload.cores()} cores): stop other work or "
+            "run without --quiet-host (busy runs are then flagged in the report)"
+        )
 
 
 def _finished(workdir: Path) -> tuple[dict[str, bytes] | None, float]:
@@ -137,7 +166,7 @@ def document(
     chosen: Sequence[scenarios.Scenario],
     results: Sequence[measuring.Run],
     failures: Sequence[dict[str, Any]],
-    host_load: dict[tuple[str, int], float | None] | None = None,
+    host_load: dict[tuple[str, int], hostload.HostLoad | None] | None = None,
 ) -> dict[str, Any]:
     """The JSON result document."""
     summaries = {
@@ -146,7 +175,12 @@ def document(
         if any(r.scenario == s.name for r in results)
     }
     return {
-        "guest": {"release": guest.release, "package_version": guest.package_version},
+        "guest": {
+            "release": guest.release,
+            "package": guest.package,
+            "package_version": guest.package_version,
+            "pinned": guest.pinned,
+        },
         "accel": accel,
         "machine": asdict(machine),
         "workload": asdict(chosen[0].workload) if chosen else {},
@@ -163,7 +197,10 @@ def document(
         "scenarios": summaries,
         "goals": reporting.goals(summaries),
         "runs": [
-            {**measuring.run_json(r), "host_load5": (host_load or {}).get((r.scenario, r.index))}
+            {
+                **measuring.run_json(r),
+                "host_load": _load_json((host_load or {}).get((r.scenario, r.index))),
+            }
             for r in results
         ],
         "failures": list(failures),
@@ -174,3 +211,7 @@ def load(path: Path) -> dict[str, Any]:
     """A results.json written earlier."""
     doc: dict[str, Any] = json.loads(path.read_text())
     return doc
+
+
+def _load_json(load: hostload.HostLoad | None) -> dict[str, Any] | None:
+    return None if load is None else {**asdict(load), "busy": load.busy}

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -216,9 +216,7 @@ def choose_accel(guest: building.Guest, workdir: Path, *, try_kvm: bool = True) 
         return "tcg"
     if verdict.exists():
         return verdict.read_text().split()[0]
-    probe = building.Guest(
-        guest.release, guest.package_version, guest.vmlinux, guest.initramfs, None
-    )
+    probe = replace(guest, tools=None)
     chosen = "tcg"
     try:
         result = boot(

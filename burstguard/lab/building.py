@@ -29,8 +29,15 @@ from typing import Final
 
 import burstguard
 
-KERNEL_METAPACKAGE: Final = "linux-image-cloud-amd64"
-"""Debian metapackage whose dependency names the current cloud kernel."""
+KERNEL_PACKAGE: Final = "linux-image-6.1.0-57-cloud-amd64"
+"""The pinned guest kernel: Debian 12's 6.1 cloud kernel, before 6.7 (with shrinker_rwsem).
+Pinned rather than taken from the ``linux-image-cloud-amd64`` metapackage, whose target moves
+with every security update (6.1.0-56 and 6.1.0-57 gave different lab results)."""
+KERNEL_VERSION: Final = "6.1.192-3"
+"""Debian version of :data:`KERNEL_PACKAGE` (``apt-cache madison`` lists what is served)."""
+KERNEL_ENV: Final = "BURSTGUARD_LAB_KERNEL"
+"""``PACKAGE=VERSION`` of another 6.1 kernel to use when the pinned one is no longer served;
+the report then says the kernel was not the pinned one."""
 KERNEL_SERIES: Final = "6.1."
 """Kernel series the lab needs: before 6.7, with shrinker_rwsem (bookworm ships 6.1)."""
 BUSYBOX_PACKAGE: Final = "busybox-static"
@@ -78,7 +85,12 @@ class Guest:
     release: str
     """Kernel release, e.g. ``6.1.0-56-cloud-amd64``."""
     package_version: str
-    """Debian version of the kernel package, e.g. ``6.1.192-2``."""
+    """Debian version of the kernel package, e.g. ``6.1.192-3``."""
+    package: str
+    """Debian kernel package, e.g. ``linux-image-6.1.0-57-cloud-amd64``."""
+    pinned: bool
+    """True when package and version are the pinned :data:`KERNEL_PACKAGE` /
+    :data:`KERNEL_VERSION`; False when :data:`KERNEL_ENV` chose another."""
     vmlinux: Path
     """Uncompressed kernel with the PVH entry note."""
     initramfs: Path
@@ -107,29 +119,55 @@ def _progress(msg: str) -> None:
     print(f"lab: {msg}", file=sys.stderr, flush=True)
 
 
-def kernel_package() -> str:
-    """Name of the versioned 6.1 cloud kernel package the metapackage depends on."""
-    out = _run(["apt-cache", "depends", KERNEL_METAPACKAGE])
-    found = re.findall(r"Depends:\s*(linux-image-(\d[\w.+-]*)-cloud-amd64)", out)
-    for name, version in found:
-        if version.startswith(KERNEL_SERIES):
-            return str(name)
-    raise BuildError(
-        f"apt has no {KERNEL_SERIES}x cloud kernel ({KERNEL_METAPACKAGE} -> {found or 'nothing'});"
-        " run apt-get update on a Debian 12 host"
-    )
+def kernel_choice(environ: dict[str, str] | None = None) -> tuple[str, str, bool]:
+    """(package, version, pinned): the pinned kernel, or :data:`KERNEL_ENV`'s choice."""
+    override = (environ if environ is not None else dict(os.environ)).get(KERNEL_ENV, "")
+    if not override:
+        return KERNEL_PACKAGE, KERNEL_VERSION, True
+    package, sep, version = override.partition("=")
+    if not sep or not re.fullmatch(r"linux-image-\d[\w.+-]*-cloud-amd64", package) or not version:
+        raise BuildError(
+            f"{KERNEL_ENV}={override!r}: expected PACKAGE=VERSION, e.g. "
+            f"{KERNEL_PACKAGE}={KERNEL_VERSION}"
+        )
+    if not package.removeprefix("linux-image-").startswith(KERNEL_SERIES):
+        raise BuildError(f"{KERNEL_ENV}: {package} is not a {KERNEL_SERIES}x kernel")
+    return package, version, (package, version) == (KERNEL_PACKAGE, KERNEL_VERSION)
 
 
-def _fetch_deb(package: str, into: Path) -> Path:
+def served_versions(package: str) -> list[str]:
+    """Versions of ``package`` that apt can download now (``apt-cache madison``)."""
+    out = _run(["apt-cache", "madison", package])
+    return [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
+
+
+def _fetch_deb(package: str, into: Path, version: str | None = None) -> Path:
+    """The cached ``.deb`` of ``package`` (at ``version`` when given), downloaded if absent."""
     into.mkdir(parents=True, exist_ok=True)
-    debs = sorted(into.glob(f"{package}_*.deb"))
+    pattern = f"{package}_{version.replace(':', '%3a')}_*.deb" if version else f"{package}_*.deb"
+    debs = sorted(into.glob(pattern))
     if not debs:
-        _progress(f"apt-get download {package}")
-        _run(["apt-get", "download", "-q", package], cwd=into)
-        debs = sorted(into.glob(f"{package}_*.deb"))
+        wanted = f"{package}={version}" if version else package
+        _progress(f"apt-get download {wanted}")
+        _run(["apt-get", "download", "-q", wanted], cwd=into)
+        debs = sorted(into.glob(pattern))
     if not debs:
         raise BuildError(f"apt-get download {package} produced no .deb")
     return debs[-1]
+
+
+def _fetch_kernel(package: str, version: str, into: Path) -> Path:
+    """The kernel ``.deb`` at exactly ``version``; a clear error when apt no longer serves it."""
+    if not sorted(into.glob(f"{package}_{version}_*.deb")):
+        served = served_versions(package)
+        if version not in served:
+            raise BuildError(
+                f"the pinned guest kernel {package}={version} is not served by apt "
+                f"(served: {', '.join(served) or 'none'}; run apt-get update first). Choose "
+                f"another 6.1 kernel with {KERNEL_ENV}=PACKAGE=VERSION: the report will say "
+                "it is not the pinned one"
+            )
+    return _fetch_deb(package, into, version)
 
 
 def _digest(parts: Iterable[bytes]) -> str:
@@ -303,13 +341,12 @@ def build(*, with_tools: bool, root: Path | None = None) -> Guest:
     for tool in ("apt-get", "apt-cache", "dpkg", "gcc", "mke2fs", "lz4"):
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} not found: the lab needs it (see .ci/apt-packages.txt)")
-    package = kernel_package()
+    package, version, pinned = kernel_choice()
     release = package.removeprefix("linux-image-")
     cache = (root or cache_root()) / release
     cache.mkdir(parents=True, exist_ok=True)
 
-    deb = _fetch_deb(package, cache / "debs")
-    version = deb.name.split("_")[1]
+    deb = _fetch_kernel(package, version, cache / "debs")
     kpkg = cache / "kpkg"
     if not (kpkg / "boot" / f"vmlinuz-{release}").exists():
         _progress(f"unpacking {deb.name}")
@@ -356,7 +393,7 @@ def build(*, with_tools: bool, root: Path | None = None) -> Guest:
             _progress("building tools disk (python3.11 + burstguard)")
             _build_tools(tools, cache)
             _stamp(tools, key)
-    return Guest(release, version, vmlinux, initramfs, tools)
+    return Guest(release, version, package, pinned, vmlinux, initramfs, tools)
 
 
 def main() -> int:
@@ -367,7 +404,11 @@ def main() -> int:
     except BuildError as exc:
         print(f"lab: cannot build the guest: {exc}", file=sys.stderr)
         return 4
-    print(f"lab: guest {guest.release} ({guest.package_version}) ready in {guest.vmlinux.parent}")
+    pin = "pinned" if guest.pinned else f"NOT the pinned {KERNEL_PACKAGE}={KERNEL_VERSION}"
+    print(
+        f"lab: guest {guest.package}={guest.package_version} ({pin}) ready in "
+        f"{guest.vmlinux.parent}"
+    )
     return 0
 
 

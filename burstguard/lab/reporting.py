@@ -127,7 +127,9 @@ def markdown(doc: Mapping[str, Any]) -> str:
     lines = [
         "# burstguard incident lab: results",
         "",
-        f"Guest: Debian `{doc['guest']['release']}` ({doc['guest']['package_version']}), "
+        f"Guest: Debian `{doc['guest'].get('package', doc['guest']['release'])}` "
+        f"{doc['guest']['package_version']}"
+        f"{'' if doc['guest'].get('pinned', True) else ' (**not the pinned kernel**)'}, "
         f"{doc['machine']['cpus']} vCPU, {doc['machine']['memory_mb']} MiB, qemu `{doc['accel']}`. "
         "All times are guest time under emulation (~17x slower than native): compare the "
         "scenarios with each other, not with production.",
@@ -170,23 +172,41 @@ def markdown(doc: Mapping[str, Any]) -> str:
         "",
         "## Runs",
         "",
-        "Host wall time and the host's 5-minute load average when the boot ended (the host is"
-        " shared with other builds; '–' when not recorded): emulated time stretches with it.",
+        "Host wall time and the host's 1-minute load average just before and just after the"
+        " boot ('–' when not recorded). Emulated time stretches when other work takes the"
+        " host's cores: a run is **busy** when, leaving out the guest's own vCPUs, the load"
+        " exceeded one per host core; compare busy runs with care.",
         "",
-        "| scenario | run | wall (s) | host load | makespan (s) | mounts > 100 ms |"
-        " pgscan_kswapd | hold max (ms) |",
+        f"Busy runs: {_busy_runs(doc['runs'])}.",
+        "",
+        "| scenario | run | wall (s) | host load before / after | makespan (s) |"
+        " mounts > 100 ms | pgscan_kswapd | hold max (ms) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for run in doc["runs"]:
-        load = run.get("host_load5")
         lines.append(
             f"| {run['scenario']} | {run['index']} | {run['wall_s']:.0f} | "
-            f"{'–' if load is None else f'{load:.1f}'} | {run['makespan_s']:.1f} | "
+            f"{_load_cell(run.get('host_load'))} | {run['makespan_s']:.1f} | "
             f"{run['mount']['over_100ms']}/{run['mount']['n']} | "
             f"{run['vmstat']['pgscan_kswapd']} | {run['holds']['max_ms']:.0f} |"
         )
     lines += ["", "![mount and start latency CDF](latency-cdf.png)", ""]
     return "\n".join(lines)
+
+
+def _load_cell(load: Mapping[str, Any] | None) -> str:
+    if load is None:
+        return "–"
+    cell = f"{load['before']:.1f} / {load['after']:.1f}"
+    return f"**{cell} busy**" if load["busy"] else cell
+
+
+def _busy_runs(runs: Sequence[Mapping[str, Any]]) -> str:
+    loads = [r.get("host_load") for r in runs]
+    busy = sum(1 for load in loads if load is not None and load["busy"])
+    unknown = sum(1 for load in loads if load is None)
+    text = f"{busy} of {len(runs)}"
+    return text + (f" ({unknown} without a recorded load)" if unknown else "")
 
 
 def plot(runs: Sequence[measuring.Run], dest: Path) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from burstguard.lab import benchmarking, booting, measuring, scenarios
+from burstguard.lab import benchmarking, booting, building, measuring, scenarios
 
 pytestmark = pytest.mark.lab
 
@@ -54,6 +54,32 @@ class TestTheGuestBootsTheExposedKernel:
         assert json.loads((out / "results.json").read_text())["runs"]
         assert "| mount p99 (ms) |" in (out / "REPORT.md").read_text()
         assert (out / "latency-cdf.png").read_bytes().startswith(b"\x89PNG")
+
+
+class TestTheReportSaysWhatItRanOn:
+    def test_records_the_pinned_kernel_package(self, smoke_report: dict[str, object]) -> None:
+        out = Path(str(smoke_report["_out"]))
+        guest = json.loads((out / "results.json").read_text())["guest"]
+        assert (guest["package"], guest["package_version"], guest["pinned"]) == (
+            building.KERNEL_PACKAGE,
+            building.KERNEL_VERSION,
+            True,
+        )
+        assert building.KERNEL_VERSION in (out / "REPORT.md").read_text()
+
+    def test_records_the_host_load_before_and_after_each_run(
+        self, smoke_report: dict[str, object]
+    ) -> None:
+        out = Path(str(smoke_report["_out"]))
+        runs = json.loads((out / "results.json").read_text())["runs"]
+        assert runs
+        for run in runs:
+            load = run["host_load"]
+            assert load["cores"] == os.cpu_count()
+            assert load["before"] >= 0 and load["after"] > 0
+            assert load["busy"] == (
+                max(load["before"], load["after"] - load["guest_cpus"]) > load["cores"]
+            )
 
 
 class TestEveryContainerStartsAndIsMeasured:
