@@ -202,8 +202,6 @@ class Layout:
             "containerd_root": "containerd/root",
             "containerd_state": "containerd/state",
             "containerd_config": "containerd/config.toml",
-            "containerd_socket": "containerd/containerd.sock",
-            "kubelet_dir": "kubelet",
             "kubelet_config": "kubelet-config.yaml",
             "kubelet_kubeconfig": "kubelet.kubeconfig",
             "pod_logs": "pod-logs",
@@ -215,6 +213,23 @@ class Layout:
         if name in paths:
             return self.root / paths[name]
         raise AttributeError(name)
+
+    @property
+    def socket_dir(self) -> Path:
+        """``/run/bgn-<id>``: unix socket paths must stay under 104 bytes, so the socket (and
+        the ``.ttrpc`` one beside it) cannot live in a deep test directory."""
+        ident = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        return Path("/run") / f"bgn-{ident}"
+
+    @property
+    def kubelet_dir(self) -> Path:
+        """The kubelet's root dir: short too, it holds unix sockets (pod-resources, plugins)."""
+        return self.socket_dir / "kubelet"
+
+    @property
+    def containerd_socket(self) -> Path:
+        """containerd's gRPC socket."""
+        return self.socket_dir / "containerd.sock"
 
 
 def containerd_config(layout: Layout) -> str:
@@ -343,9 +358,11 @@ def kubelet_config(
 
 # Scripts run between unshare/nsenter and exec: mounts that only the node's namespace sees.
 CONTAINERD_NS_SCRIPT: Final = """set -e
-node="$1"; shift
-mount --bind "$node" "$node"
-mount --make-shared "$node"
+for node in "$1" "$2"; do
+  mount --bind "$node" "$node"
+  mount --make-shared "$node"
+done
+shift 2
 for d in /run/containerd /var/lib/cni; do
   mkdir -p "$d"
   mount -t tmpfs -o mode=0755,size=64m burstguard-node "$d"
@@ -445,6 +462,7 @@ class RealNode:
     def _prepare(self, cluster: cluster_.Cluster, healthz_port: int) -> None:
         lay, inst = self.layout, self.instance
         for d in (
+            lay.socket_dir,
             lay.containerd_root,
             lay.containerd_state,
             lay.kubelet_dir,
@@ -516,6 +534,7 @@ class RealNode:
             CONTAINERD_NS_SCRIPT,
             "sh",
             str(lay.root),
+            str(lay.socket_dir),
             "containerd",
             "--config",
             str(lay.containerd_config),
@@ -671,6 +690,7 @@ class RealNode:
         problems = self.leftovers()
         if not any("mount" in p or "process" in p for p in problems):
             shutil.rmtree(self.layout.root, ignore_errors=True)
+            shutil.rmtree(self.layout.socket_dir, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 (self.cluster_dir / STATE_FILE).unlink()
         return self.leftovers()
@@ -685,9 +705,11 @@ class RealNode:
                 for p in _pids_in_mount_ns(self.mount_ns)
             ]
         out += [f"process {p} in {inst.cgroup_root}" for p in _cgroup_pids(inst.cgroup_root)]
-        root = str(self.layout.root)
-        out += [f"mount {m}" for m in _host_mounts() if m == root or m.startswith(root + "/")]
+        for root in (str(self.layout.root), str(self.layout.socket_dir)):
+            out += [f"mount {m}" for m in _host_mounts() if m == root or m.startswith(root + "/")]
         out += [f"cgroup {d}" for d in _cgroup_dirs(inst.cgroup_root) if d.exists()]
+        if self.layout.socket_dir.exists() and not self.layout.root.exists():
+            out.append(f"directory {self.layout.socket_dir}")
         if _link_exists(inst.bridge):
             out.append(f"link {inst.bridge}")
         out += [f"iptables rule {r}" for r in iptables_rules_mentioning(inst.bridge, inst.subnet)]
