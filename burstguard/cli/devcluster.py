@@ -215,6 +215,11 @@ def status(directory: Path, output: str) -> None:
         click.echo(f"{'COMPONENT':<25} {'PID':>8}  {'RUNNING':<8} {'HEALTHY':<8} DETAIL")
         for h in health:
             click.echo(f"{h.name:<25} {h.pid:>8}  {h.running!s:<8} {h.healthy!s:<8} {h.detail}")
+        node = realnode.RealNode.attach(found.directory)
+        if node is not None:
+            for r in node.records:
+                alive = realnode.supervising.alive(r)
+                click.echo(f"{r.name + ' (' + node.name + ')':<25} {r.pid:>8}  {alive!s:<8}")
         click.echo(f"kubeconfig: {found.kubeconfig_path}")
     if not found.is_running():
         raise click.exceptions.Exit(EXIT_NOT_RUNNING)

@@ -197,22 +197,55 @@ class Layout:
     root: Path
     """The real node's directory."""
 
-    def __getattr__(self, name: str) -> Path:
-        paths = {
-            "containerd_root": "containerd/root",
-            "containerd_state": "containerd/state",
-            "containerd_config": "containerd/config.toml",
-            "kubelet_config": "kubelet-config.yaml",
-            "kubelet_kubeconfig": "kubelet.kubeconfig",
-            "pod_logs": "pod-logs",
-            "cni_conf": "cni/net.d",
-            "cni_ipam": "cni/ipam",
-            "sysctls": "sysctl",
-            "volume_plugins": "volume-plugins",
-        }
-        if name in paths:
-            return self.root / paths[name]
-        raise AttributeError(name)
+    @property
+    def containerd_root(self) -> Path:
+        """containerd's root (content, snapshots)."""
+        return self.root / "containerd/root"
+
+    @property
+    def containerd_state(self) -> Path:
+        """containerd's state (tasks, netns mounts)."""
+        return self.root / "containerd/state"
+
+    @property
+    def containerd_config(self) -> Path:
+        """containerd's configuration."""
+        return self.root / "containerd/config.toml"
+
+    @property
+    def kubelet_config(self) -> Path:
+        """KubeletConfiguration."""
+        return self.root / "kubelet-config.yaml"
+
+    @property
+    def kubelet_kubeconfig(self) -> Path:
+        """The kubelet's kubeconfig (system:node:real-0)."""
+        return self.root / "kubelet.kubeconfig"
+
+    @property
+    def pod_logs(self) -> Path:
+        """Container logs (``podLogsDir``)."""
+        return self.root / "pod-logs"
+
+    @property
+    def cni_conf(self) -> Path:
+        """CNI configuration directory."""
+        return self.root / "cni/net.d"
+
+    @property
+    def cni_ipam(self) -> Path:
+        """host-local IPAM state."""
+        return self.root / "cni/ipam"
+
+    @property
+    def sysctls(self) -> Path:
+        """Files bind-mounted over /proc/sys entries for the kubelet alone."""
+        return self.root / "sysctl"
+
+    @property
+    def volume_plugins(self) -> Path:
+        """FlexVolume plugin dir (kept off the host's default)."""
+        return self.root / "volume-plugins"
 
     @property
     def socket_dir(self) -> Path:
