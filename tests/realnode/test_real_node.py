@@ -72,6 +72,21 @@ def test_a_plain_pod_runs_to_succeeded_on_real_0_and_its_log_is_readable(
     assert "workload start_uptime_s=" in log and "faulted_mib=16" in log
 
 
+def test_a_host_network_pod_runs_to_succeeded_on_real_0(real_node: RealNodeFixture) -> None:
+    """How the chart's operator and agent run there: in the host's network namespace."""
+    name = f"hostnet-{uuid.uuid4().hex[:6]}"
+    pod = workload_pod(name, real_node.node_name, hold_s=0)
+    pod["spec"]["hostNetwork"] = True
+    with real_node.cluster.api_client() as api:
+        core = k8s_client.CoreV1Api(api)
+        core.create_namespaced_pod("default", pod)
+        wait_for("pod Succeeded", lambda: phase(core, name) == "Succeeded", timeout_s=60)
+        assert core.read_namespaced_pod(name, "default").status.pod_ip == (
+            real_node.node.instance.node_ip
+        )
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
 def test_a_paced_pod_goes_through_the_webhook_and_the_pacer_to_succeeded_on_real_0(
     real_node: RealNodeFixture, tmp_path: Path
 ) -> None:
