@@ -19,7 +19,7 @@ from typing import Final
 
 import click
 
-from burstguard.devcluster import binaries, cluster, realnode
+from burstguard.devcluster import binaries, cluster, realnode, supervising
 
 EXIT_UNHEALTHY: Final = 1
 EXIT_NO_BINARIES: Final = 3
@@ -218,7 +218,7 @@ def status(directory: Path, output: str) -> None:
         node = realnode.RealNode.attach(found.directory)
         if node is not None:
             for r in node.records:
-                alive = realnode.supervising.alive(r)
+                alive = supervising.alive(r)
                 click.echo(f"{r.name + ' (' + node.name + ')':<25} {r.pid:>8}  {alive!s:<8}")
         click.echo(f"kubeconfig: {found.kubeconfig_path}")
     if not found.is_running():
