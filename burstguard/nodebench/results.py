@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,7 +36,7 @@ FIGURES: Final = (
 )
 """Keys of every run and of each scenario's median (results.json contract)."""
 
-GOALS: Final = (
+GOALS: Final[tuple[tuple[str, str, Callable[[float, float], bool]], ...]] = (
     ("start_p99_s", "guarded start p99 at least 3x lower", lambda g, u: g * 3 <= u),
     ("makespan_s", "guarded makespan at most 1.15x", lambda g, u: g <= 1.15 * u),
     ("pgscan", "guarded pgscan (kswapd + direct) at least 80 % lower", lambda g, u: g <= 0.2 * u),
