@@ -38,7 +38,7 @@ async def _ready(kubeconfig: Path, node: str) -> str:
     try:
         api = await apiclient.connect(str(kubeconfig))
         ready, obj = await agentidentity.node_ready(api, node)
-    except Exception as exc:  # noqa: BLE001 (any failure to reach the cluster says the same)
+    except Exception as exc:  # any failure to reach the cluster says the same
         return f"cannot reach the cluster of {kubeconfig}: {exc}"
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     if not ready:
