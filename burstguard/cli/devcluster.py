@@ -19,7 +19,7 @@ from typing import Final
 
 import click
 
-from burstguard.devcluster import binaries, cluster
+from burstguard.devcluster import binaries, cluster, realnode
 
 EXIT_UNHEALTHY: Final = 1
 EXIT_NO_BINARIES: Final = 3
@@ -92,15 +92,25 @@ def _running(directory: Path) -> cluster.Cluster | None:
     show_default=True,
     help="Seconds to wait for readiness.",
 )
-def up(directory: Path, nodes: int, node_cpu: str, node_memory: str, timeout: float) -> None:
+@click.option(
+    "--real-node",
+    is_flag=True,
+    help=f"Also run node {realnode.NODE_NAME} for real on this machine (containerd + kubelet).",
+)
+def up(  # noqa: PLR0917 (one parameter per option)
+    directory: Path, nodes: int, node_cpu: str, node_memory: str, timeout: float, real_node: bool
+) -> None:
     """Start the control plane in the background and create kwok nodes."""
     existing = _running(directory)
     if existing is not None:
         if all(h.healthy for h in existing.health()):
             click.echo(f"dev-cluster already running in {existing.directory}")
+            if real_node:
+                _start_real_node(existing)
             click.echo(_usage(existing))
             return
         click.echo("dev-cluster in that directory is unhealthy; restarting it", err=True)
+        _stop_real_node(existing.directory)
     try:
         bins = binaries.locate()
     except binaries.MissingBinariesError as exc:
@@ -128,7 +138,39 @@ def up(directory: Path, nodes: int, node_cpu: str, node_memory: str, timeout: fl
         f"dev-cluster ready in {started.ready_seconds:.1f} s at {started.server} "
         f"with {len(names)} kwok node(s)"
     )
+    if real_node:
+        _start_real_node(started)
     click.echo(_usage(started))
+
+
+def _start_real_node(started: cluster.Cluster) -> None:
+    found = realnode.RealNode.attach(started.directory)
+    if found is not None and found.is_running():
+        click.echo(f"real node {realnode.NODE_NAME} already running")
+        return
+    try:
+        node = realnode.RealNode.start(started, progress=lambda m: click.echo(f"  {m}"))
+    except (realnode.RealNodeError, OSError) as exc:
+        raise click.exceptions.Exit(
+            _fail(f"real node failed: {exc}\n(the control plane keeps running)", EXIT_UNHEALTHY)
+        ) from exc
+    click.echo(
+        f"real node {node.name} Ready in {node.ready_seconds:.1f} s: address "
+        f"{node.instance.node_ip} on bridge {node.instance.bridge}, cgroup root "
+        f"{node.instance.cgroup_root}; pods need imagePullPolicy: Never and a local image "
+        "(localhost/burstguard/pause:3.10, localhost/burstguard/workload:v1)"
+    )
+
+
+def _stop_real_node(directory: Path) -> None:
+    node = realnode.RealNode.attach(directory)
+    if node is None:
+        return
+    left = node.stop()
+    if left:
+        click.echo(f"real node: could not remove: {'; '.join(left)}", err=True)
+    else:
+        click.echo(f"real node {realnode.NODE_NAME} removed")
 
 
 def _fail(message: str, code: int) -> int:
@@ -187,8 +229,10 @@ def down(directory: Path) -> None:
     try:
         found = cluster.Cluster.attach(directory)
     except cluster.NotRunningError:
+        _stop_real_node(directory)
         click.echo(f"no dev-cluster in {directory}; nothing to stop")
         return
+    _stop_real_node(found.directory)
     killed = found.stop()
     note = f" (killed after the grace period: {', '.join(killed)})" if killed else ""
     click.echo(f"dev-cluster in {found.directory} stopped{note}")

@@ -333,6 +333,13 @@ def command_lines(bins: binaries_.Binaries, layout: Layout, ports: Ports) -> dic
             # A loopback address cannot be an Endpoints IP; nothing here needs the
             # `kubernetes` Service's endpoints.
             "--endpoint-reconciler-type=none",
+            # Webhook and aggregated-API Services resolve to their endpoints (no kube-proxy
+            # here), and the apiserver reaches a real node's kubelet (logs, exec) as admin.
+            "--enable-aggregator-routing=true",
+            f"--kubelet-client-certificate={layout.admin.cert}",
+            f"--kubelet-client-key={layout.admin.key}",
+            # The node's InternalIP only: a hostname would be looked up in DNS off this machine.
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
         ],
         CONTROLLER_MANAGER: [

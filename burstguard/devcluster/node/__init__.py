@@ -1,0 +1,1 @@
+"""Sources of the real node's images (``localimages`` builds them)."""

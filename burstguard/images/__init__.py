@@ -1,0 +1,1 @@
+"""Container images built without a registry or a container engine (see ``oci``)."""
