@@ -64,7 +64,8 @@ def _say(text: str) -> None:
 )
 @click.option("--pods", default=80, show_default=True, type=click.IntRange(1, 500))
 @click.option("--pod-memory", default="256Mi", show_default=True)
-@click.option("--image", default="localhost/burstguard/workload:latest", show_default=True)
+@click.option("--image", default="localhost/burstguard/workload:v1", show_default=True)
+@click.option("--fault-mib", default=192, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--hog", "hog_gib", default=2.0, show_default=True, type=click.FloatRange(0, 16))
 @click.option(
     "--scenario",
@@ -82,13 +83,20 @@ def node(  # noqa: PLR0917 (click passes options as arguments)
     pods: int,
     pod_memory: str,
     image: str,
+    fault_mib: int,
     hog_gib: float,
     scenarios: tuple[str, ...],
     report_only: bool,
 ) -> None:
     """Burst a Job of real pods on the real node: unguarded, guarded, guarded-prepare."""
     kubeconfig = kubeconfig or devcluster_cli.default_dir() / cluster.KUBECONFIG_FILE
-    context = {"node": node, "pods": pods, "pod_memory": pod_memory, "hog_gib": hog_gib}
+    context = {
+        "node": node,
+        "pods": pods,
+        "pod_memory": pod_memory,
+        "fault_mib": fault_mib,
+        "hog_gib": hog_gib,
+    }
     if report_only:
         recorded = [results.load_run(p) for p in sorted((out / "runs").glob("*.json"))]
     else:
@@ -104,6 +112,7 @@ def node(  # noqa: PLR0917 (click passes options as arguments)
             pods=pods,
             pod_memory=pod_memory,
             image=image,
+            fault_mib=fault_mib,
             hog_bytes=int(hog_gib * 2**30),
             scenarios=scenarios or results.SCENARIOS,
         )

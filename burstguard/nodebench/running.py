@@ -52,9 +52,12 @@ class Config:
     runs: int = 3
     pods: int = 80
     pod_memory: str = "256Mi"
-    image: str = "localhost/burstguard/workload:latest"
-    command: tuple[str, ...] = ()
-    """Container args; empty: the image's default (read files, fault in, hold)."""
+    image: str = "localhost/burstguard/workload:v1"
+    """The real node's workload image: reads its image files, faults in ``fault_mib``, holds."""
+    fault_mib: int = 192
+    """MiB each pod faults in."""
+    hold_s: int = 3
+    """Seconds each pod holds its memory before it exits."""
     hog_bytes: int = 2 * 2**30
     fill_max_bytes: int = 24 * 2**30
     fill_dir: Path = Path("/var/tmp/burstguard-bench-fill")
@@ -100,8 +103,7 @@ def burst_job(cfg: Config, name: str) -> dict[str, Any]:
     )
     container = job["spec"]["template"]["spec"]["containers"][0]
     container["imagePullPolicy"] = "Never"
-    if cfg.command:
-        container["args"] = list(cfg.command)
+    container["args"] = [str(cfg.fault_mib), str(cfg.hold_s)]
     job["spec"]["template"]["spec"]["tolerations"] = [{"operator": "Exists"}]
     return job
 
