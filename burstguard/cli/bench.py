@@ -37,7 +37,10 @@ async def _ready(kubeconfig: Path, node: str) -> str:
         return f"no kubeconfig at {kubeconfig} (is the cluster up?)"
     try:
         api = await apiclient.connect(str(kubeconfig))
-        ready, obj = await agentidentity.node_ready(api, node)
+        try:
+            ready, obj = await agentidentity.node_ready(api, node)
+        finally:
+            await api.close()
     except Exception as exc:  # any failure to reach the cluster says the same
         return f"cannot reach the cluster of {kubeconfig}: {exc}"
     annotations = (obj.get("metadata") or {}).get("annotations") or {}

@@ -29,6 +29,8 @@ async def ensure(api: apiclient.Api, namespace: str, docs: Iterable[Mapping[str,
     """Create each object (ServiceAccounts in ``namespace``); existing ones are fine."""
     for doc in docs:
         body: dict[str, Any] = dict(doc)
+        if body["kind"] == "ServiceAccount":
+            body["metadata"] = {**body["metadata"], "namespace": namespace}
         if body["kind"] == "ClusterRoleBinding":
             body["subjects"] = [{**s, "namespace": namespace} for s in body["subjects"]]
         try:

@@ -115,10 +115,10 @@ class Watch(threading.Thread):
         self.proc_root = proc_root
         self.samples: list[results.MemorySample] = []
         self.tripped = ""
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             snap = snapshot.read(self.proc_root, time.monotonic())
             room = headroom.assess(snap)
             avail = snap.meminfo.get("MemAvailable", 0)
@@ -137,9 +137,9 @@ class Watch(threading.Thread):
                     f"safety stop: MemAvailable {avail / 2**20:.0f} MiB under "
                     f"{SAFETY_AVAILABLE_BYTES / 2**20:.0f} MiB"
                 )
-            self._stop.wait(self.interval_s)
+            self._halt.wait(self.interval_s)
 
     def stop(self) -> None:
         """End sampling."""
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)

@@ -79,7 +79,7 @@ def operator(kubeconfig: Path, workdir: Path, namespace: str) -> tuple[Child, in
             "--register-webhook",
             "--install-crd",
             "--standalone",
-            f"--namespace={namespace}",
+            f"--exclude-namespace={namespace}",
             "--log-format=text",
         ],
         workdir / "operator.log",

@@ -247,9 +247,9 @@ async def one_run(
                 aborted = f"timed out after {cfg.timeout_s:.0f} s"
                 break
     finally:
+        hog.stop()
         after = memory.vmstat()
         watch.stop()
-        hog.stop()
         wakes, mount = probe.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -309,4 +309,5 @@ async def run_all(cfg: Config, say: Callable[[str], None]) -> list[results.Run]:
                 child.stop()
         if not cfg.keep_fill:
             shutil.rmtree(cfg.fill_dir, ignore_errors=True)
+        await api.close()
     return runs
