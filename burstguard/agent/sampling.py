@@ -62,6 +62,9 @@ class Config:
     """Longest gap between publications (heartbeat), seconds; default 10."""
     reserve_bytes: int = 0
     """Subtracted from headroom (safety margin), bytes; default 0."""
+    cache_credit_ratio: float = headroom.DEFAULT_CACHE_CREDIT_RATIO
+    """Share of clean inactive page cache counted as headroom on kernels not exposed to the
+    shrinker_rwsem stall (core.headroom); default 0.5."""
     close_below_bytes: int = 256 * MIB
     """Close when headroom is under this, bytes; default 256 MiB (one start)."""
     reopen_margin: float = 1.2
@@ -180,7 +183,15 @@ class Agent:
 
     def _measure_headroom(self) -> int:
         snap = snapshot.read(self.config.proc_root, self.mono())
-        return headroom.assess(snap, self.config.reserve_bytes).headroom_bytes
+        return self._assess(snap).headroom_bytes
+
+    def _assess(self, snap: snapshot.Snapshot) -> headroom.Headroom:
+        return headroom.assess(
+            snap,
+            self.config.reserve_bytes,
+            cache_credit_ratio=self.config.cache_credit_ratio,
+            shrinker_exposed=self._exposure(snap.os_release).exposed,
+        )
 
     def _exposure(self, release: str) -> kernel.Exposure:
         if self.exposure is None:
@@ -205,7 +216,7 @@ class Agent:
             return Sample(None, view, self.machine)
         self.procfs_error = ""
         self.samples += 1
-        model = headroom.assess(snap, self.config.reserve_bytes)
+        model = self._assess(snap)
         if self.prev is None:
             reclaim = nodesummary.ReclaimRates()
             kswapd_busy = kcompactd_busy = False

@@ -28,7 +28,7 @@ from burstguard import settings
 from burstguard.agent import sampling
 from burstguard.api import nodesummary, units
 from burstguard.bpf import choosing, running, specs, support
-from burstguard.core import preparation
+from burstguard.core import headroom, preparation
 from burstguard.exporter import metrics, serving
 from burstguard.k8s import nodes, nodetypes
 
@@ -150,6 +150,14 @@ def _once(config: sampling.Config) -> int:
     help="Safety margin subtracted from headroom.",
 )
 @click.option(
+    "--cache-credit",
+    type=click.FloatRange(0.0, 1.0),
+    default=headroom.DEFAULT_CACHE_CREDIT_RATIO,
+    show_default=True,
+    help="Share of clean inactive page cache counted as headroom on kernels not exposed to "
+    "the shrinker_rwsem stall (0: none).",
+)
+@click.option(
     "--close-below",
     callback=_bytes,
     default="256Mi",
@@ -187,6 +195,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     use_bpf: bool,
     once: bool,
     reserve: int,
+    cache_credit: float,
     close_below: int,
     own_threshold: int,
     cgroups: tuple[str, ...],
@@ -202,6 +211,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
         hz=hz,
         publish_interval_s=publish_interval,
         reserve_bytes=reserve,
+        cache_credit_ratio=cache_credit,
         close_below_bytes=close_below,
         bpf=use_bpf and not once,
         dry_run=not execute,

@@ -38,15 +38,23 @@ def _measure(proc_root: str, seconds: float) -> tuple[snapshot.Snapshot, snapsho
     return first, second, cpu_us
 
 
-def build_report(proc_root: str, seconds: float, burst_bytes: int) -> dict[str, Any]:
-    """Measure and decide; the returned dict is what ``-o json`` prints."""
+def build_report(
+    proc_root: str,
+    seconds: float,
+    burst_bytes: int,
+    cache_credit_ratio: float = headroom.DEFAULT_CACHE_CREDIT_RATIO,
+) -> dict[str, Any]:
+    """Measure and decide; the returned dict is what ``-o json`` prints. Headroom includes
+    the agent's default cache credit, so doctor shows what the agent would publish."""
     started = time.monotonic()
     first, snap, cpu_us = _measure(proc_root, seconds)
     elapsed = snap.taken_at - first.taken_at
-    room = headroom.assess(snap)
     reclaim = rates.reclaim_rates(first.vmstat, snap.vmstat, elapsed)
     symbols = reading.find_words(proc_root, "kallsyms", kernel.EVIDENCE_SYMBOLS)
     exposure = kernel.shrinker_exposure(snap.os_release, symbols)
+    room = headroom.assess(
+        snap, cache_credit_ratio=cache_credit_ratio, shrinker_exposed=exposure.exposed
+    )
     tracing = support.detect()
     findings = diagnosis.diagnose(
         diagnosis.Inputs(
@@ -75,6 +83,10 @@ def build_report(proc_root: str, seconds: float, burst_bytes: int) -> dict[str, 
         },
         "zones": [asdict(z) for z in room.zones],
         "headroom_bytes": room.headroom_bytes,
+        "watermark_headroom_bytes": room.watermark_headroom_bytes,
+        "cache_credit_bytes": room.cache_credit_bytes,
+        "cache_credit_ratio": cache_credit_ratio,
+        "clean_inactive_file_bytes": headroom.clean_inactive_file_bytes(snap.meminfo),
         "free_bytes": room.free_bytes,
         "watermarks_bytes": {"min": room.min_bytes, "low": room.low_bytes, "high": room.high_bytes},
         "reclaimable_bytes": room.reclaimable_bytes,
@@ -135,10 +147,14 @@ def render(report: dict[str, Any]) -> str:
     w = report["watermarks_bytes"]
     lines += [
         f"  {'total':<12}{_mib(report['free_bytes']):>11}{_mib(w['min']):>11}"
-        f"{_mib(w['low']):>11}{_mib(w['high']):>11}{'':>11}{_mib(report['headroom_bytes']):>11}",
+        f"{_mib(w['low']):>11}{_mib(w['high']):>11}{'':>11}"
+        f"{_mib(report['watermark_headroom_bytes']):>11}",
         "",
         f"Headroom             {_mib(report['headroom_bytes'])} MiB  "
-        "(Σ zones: free − high − lowmem reserve)",
+        f"(Σ zones {_mib(report['watermark_headroom_bytes'])}: free − high − lowmem reserve;"
+        f" + cache credit {_mib(report['cache_credit_bytes'])}:"
+        f" {report['cache_credit_ratio']:g} × clean inactive file"
+        f" {_mib(report['clean_inactive_file_bytes'])}, kernels not exposed only)",
         f"Reclaimable cache    {_mib(report['reclaimable_bytes'])} MiB  (Inactive+Active file)",
     ]
     r = report["vmstat_rates"]
@@ -209,15 +225,25 @@ def render(report: dict[str, Any]) -> str:
     help="Headroom one burst needs, bytes.",
 )
 @click.option(
+    "--cache-credit",
+    default=headroom.DEFAULT_CACHE_CREDIT_RATIO,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Share of clean inactive page cache counted as headroom on kernels not exposed to "
+    "the shrinker_rwsem stall, as the agent's --cache-credit (0: free memory only).",
+)
+@click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-def command(proc_root: str, seconds: float, burst_bytes: int, output: str) -> None:
+def command(
+    proc_root: str, seconds: float, burst_bytes: int, cache_credit: float, output: str
+) -> None:
     """Check this node's memory headroom, reclaim activity and kernel exposure.
 
     Exit codes: 0 healthy, 1 warning, 2 could not read /proc.
     """
     try:
-        report = build_report(proc_root, seconds, burst_bytes)
+        report = build_report(proc_root, seconds, burst_bytes, cache_credit)
     except errors.ProcReadError as exc:
         click.echo(
             f"burstguard doctor: cannot read {exc.path}: {exc.reason}. "

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "release": "release",
     "lab": "lab",
     "demo": "demo",
+    "bench": "bench",
     "recommend": "recommend",
 }
 """Command name -> module under ``burstguard.cli``."""

@@ -106,6 +106,17 @@ def diagnose(inp: Inputs) -> tuple[Finding, ...]:
                 f"{_mib(h.reclaimable_bytes)} of page cache could be reclaimed ahead of it",
             )
         )
+    elif h.cache_credit_bytes > 0 and h.watermark_headroom_bytes < inp.burst_bytes:
+        out.append(
+            Finding(
+                Severity.INFO,
+                "headroom-from-cache",
+                f"free memory above the watermarks is {_mib(h.watermark_headroom_bytes)}, under "
+                f"one burst; {_mib(h.cache_credit_bytes)} of clean inactive cache counts as "
+                "headroom on this kernel, so starts will wake kswapd to drop it: allow "
+                "preparation (dropPageCache) to free it before a burst",
+            )
+        )
     if inp.exposure.exposed:
         out.append(
             Finding(

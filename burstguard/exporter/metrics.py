@@ -160,8 +160,15 @@ def families(view: View) -> Iterator[Metric]:
             yield g
         yield GaugeMetricFamily(
             names.HEADROOM_BYTES,
-            "Sum of zone headroom minus the reserve: memory starts can take before kswapd wakes.",
+            "Sum of zone headroom plus the cache credit minus the reserve: memory starts can "
+            "take before kswapd wakes, or before it must drop more than cheap clean cache.",
             value=float(h.headroom_bytes),
+        )
+        yield GaugeMetricFamily(
+            names.CACHE_CREDIT_BYTES,
+            "Clean inactive page cache counted in the headroom (0 on kernels exposed to the "
+            "shrinker_rwsem stall).",
+            value=float(h.cache_credit_bytes),
         )
         yield GaugeMetricFamily(
             names.RECLAIMABLE_BYTES,

@@ -100,6 +100,12 @@ PREPARE_REQUESTS: Final = Counter(
     ["policy"],
     registry=REGISTRY,
 )
+PREPARE_ANSWERS: Final = Counter(
+    names.OP_PREPARE_ANSWERS,
+    "Preparation requests the agents answered, by answer (served, short, refused).",
+    ["policy", "state"],
+    registry=REGISTRY,
+)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

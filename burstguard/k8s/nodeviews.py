@@ -1,9 +1,11 @@
 """Nodes as the operator sees them: compact records, a live store, label and request writes.
 
 Only what steering and pacing need is kept: labels, the intake label, the decoded agent
-summary (decoded again only when the annotation text changes), allocatable CPU for the
-per-core start limit, and whether the node can take pods at all. A summary that fails to
-decode is kept as an error string: the node is then treated as Stale, and status says why.
+summary (decoded again only when the annotation text changes), the agent's last preparation
+acknowledgement, allocatable CPU for the per-core start limit, and whether the node can take
+pods at all. A summary that fails to decode is kept as an error string: the node is then
+treated as Stale, and status says why. An acknowledgement that fails to decode is kept as an
+error string too; the request it would answer then stays pending.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from burstguard.api import names, nodesummary, preparation, units
+from burstguard.api import names, nodesummary, preparation, preparationack, units
 from burstguard.core import placement
 from burstguard.k8s import apiclient
 
@@ -37,6 +39,10 @@ class NodeRecord:
     """Ready and not cordoned."""
     taints: tuple[placement.Taint, ...] = ()
     """spec.taints."""
+    ack: preparationack.PrepareAck | None = None
+    """Decoded ``burstguard.io/prepare-ack``; None when absent or undecodable."""
+    ack_error: str = ""
+    """Why ``ack`` is None ("" when there is none or it decoded)."""
 
     @property
     def intake(self) -> str | None:
@@ -57,6 +63,23 @@ class NodeStore:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeRecord] = {}
         self._summary_text: dict[str, str] = {}
+        self._ack_text: dict[str, str] = {}
+
+    def _ack(
+        self, name: str, old: NodeRecord | None, text: str | None
+    ) -> tuple[preparationack.PrepareAck | None, str]:
+        """The decoded acknowledgement, reusing the old record's when the text is unchanged."""
+        if text is None or old is None:
+            self._ack_text.pop(name, None)
+        if text is None:
+            return None, ""
+        if old is not None and self._ack_text.get(name) == text:
+            return old.ack, old.ack_error
+        self._ack_text[name] = text
+        try:
+            return preparationack.decode(text), ""
+        except preparationack.AckError as exc:
+            return None, str(exc)
 
     def compact(self, obj: Mapping[str, Any]) -> NodeRecord:
         """Reduce a node object, reusing the decoded summary when its text is unchanged."""
@@ -76,6 +99,9 @@ class NodeStore:
             self._summary_text[name] = text
         else:
             self._summary_text.pop(name, None)
+        ack, ack_error = self._ack(
+            name, old, (meta.get("annotations") or {}).get(names.PREPARE_ACK_ANNOTATION)
+        )
         status = obj.get("status") or {}
         cpu = (status.get("allocatable") or {}).get("cpu")
         cores = None
@@ -99,6 +125,8 @@ class NodeStore:
                 )
                 for t in (obj.get("spec") or {}).get("taints") or ()
             ),
+            ack=ack,
+            ack_error=ack_error,
         )
 
     def replace(self, objects: list[Mapping[str, Any]]) -> None:
@@ -109,6 +137,7 @@ class NodeStore:
             fresh[rec.name] = rec
         for gone in set(self.nodes) - set(fresh):
             self._summary_text.pop(gone, None)
+            self._ack_text.pop(gone, None)
         self.nodes = fresh
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
@@ -117,6 +146,7 @@ class NodeStore:
         if kind == "DELETED":
             self.nodes.pop(name, None)
             self._summary_text.pop(name, None)
+            self._ack_text.pop(name, None)
             return
         self.nodes[name] = self.compact(obj)
 

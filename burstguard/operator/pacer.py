@@ -78,8 +78,8 @@ class PolicyLoop:
         self.bucket: pacing.TokenBucket | None = None
         self.machines: dict[str, nodestate.Machine] = {}
         self.label_writes: dict[str, tuple[str, float]] = {}
-        self.last_asked: dict[str, float] = {}
-        self.last_wanted: dict[str, int] = {}
+        self.asked: dict[str, requesting.Asked] = {}
+        self.answers: dict[str, requesting.Answer] = {}
         self.released_total = 0
         self.overdue_total = 0
         self.would_have = rt.shadow_results.setdefault(name, shadow.WouldHave())
@@ -167,8 +167,12 @@ class PolicyLoop:
                 continue
             headroom = None
             if node.summary is not None and verdict.pacing_state != pacing.NODE_STALE:
-                headroom = node.summary.headroom_bytes
-                committed[name] += self._started_since_summary(policy, node, now)
+                headroom, measured_at = requesting.headroom_now(
+                    node.summary.headroom_bytes,
+                    node.summary.sampled_at,
+                    self._answer(name, node),
+                )
+                committed[name] += self._started_since(policy, node, measured_at, now)
             views.append(
                 pacing.NodeView(
                     name=name,
@@ -215,17 +219,40 @@ class PolicyLoop:
                 committed[target] += (waiting.memory_bytes if waiting else None) or default
         return starting, committed
 
-    def _started_since_summary(
-        self, policy: policy_api.BurstPolicy, node: nodeviews.NodeRecord, now: float
+    def _started_since(
+        self,
+        policy: policy_api.BurstPolicy,
+        node: nodeviews.NodeRecord,
+        measured_at: float,
+        now: float,
     ) -> int:
-        """Memory of pods seen started on the node after its summary was sampled, bytes."""
-        if node.summary is None:
-            return 0
+        """Memory of pods seen started on the node after its headroom was measured, bytes."""
         default = policy.spec.pacing.pod_startup_memory_bytes
         recent = self.rt.pod_store.started_since(
-            node.name, node.summary.sampled_at, forget_before=now - STARTED_MEMORY_S
+            node.name, measured_at, forget_before=now - STARTED_MEMORY_S
         )
         return sum(m or default for m in recent)
+
+    def _answer(self, name: str, node: nodeviews.NodeRecord) -> requesting.Answer | None:
+        """What became of the last request to ``name``; counts and logs each answer once."""
+        asked = self.asked.get(name)
+        if asked is None:
+            return None
+        ans = requesting.answer(asked, node.ack)
+        before = self.answers.get(name)
+        self.answers[name] = ans
+        if ans.state != requesting.PENDING and (before is None or before.state != ans.state):
+            metrics.PREPARE_ANSWERS.labels(self.name, ans.state).inc()
+            log.info(
+                "node %s answered preparation %s: %s, freed %d of %d B%s",
+                name,
+                asked.id,
+                ans.state,
+                ans.freed_bytes,
+                asked.bytes_wanted,
+                f" ({', '.join(ans.reasons)})" if ans.reasons else "",
+            )
+        return ans
 
     def _label(self, name: str, node: nodeviews.NodeRecord, value: str) -> None:
         """Write the intake label when it differs, once per value until the watch shows it."""
@@ -342,15 +369,17 @@ class PolicyLoop:
             queued,
             views,
             policy.spec.preparation,
-            self.last_asked,
+            {node: a.at for node, a in self.asked.items()},
             now,
-            last_wanted=self.last_wanted,
+            last_wanted={node: a.bytes_wanted for node, a in self.asked.items()},
+            answers=self.answers,
         )
         for ask in asks:
-            self.last_asked[ask.node] = now
-            self.last_wanted[ask.node] = ask.bytes_wanted
+            asked = requesting.Asked(f"{self.name}-{int(now * 1000)}", now, ask.bytes_wanted)
+            self.asked[ask.node] = asked
+            self.answers.pop(ask.node, None)
             request = preparation.PrepareRequest(
-                id=f"{self.name}-{int(now * 1000)}",
+                id=asked.id,
                 bytes_wanted=ask.bytes_wanted,
                 requested_at=now,
                 policy=self.name,

@@ -47,10 +47,32 @@ def test_json_report_has_what_an_operator_needs() -> None:
     assert report["kernel"]["shrinker_exposed"] is False
 
 
-def test_the_pressure_fixture_is_a_warning_with_exit_code_1() -> None:
-    code, out, _ = run("--proc-root", str(FIXTURES / "host-6.18-pressure-b"), "--seconds", "0.1")
+def test_the_pressure_fixture_is_a_warning_with_exit_code_1_counting_free_memory_only() -> None:
+    code, out, _ = run(
+        "--proc-root",
+        str(FIXTURES / "host-6.18-pressure-b"),
+        "--seconds",
+        "0.1",
+        "--cache-credit",
+        "0",
+    )
     assert code == 1
     assert "Verdict: WARNING" in out and "headroom-short" in out
+
+
+def test_the_warm_6_18_fixture_has_headroom_from_clean_cache_and_says_so() -> None:
+    """Free memory at the watermark beside 16 GiB of clean inactive cache (a warm node)."""
+    _, out, _ = run(
+        "--proc-root", str(FIXTURES / "host-6.18-pressure-b"), "--seconds", "0.1", "-o", "json"
+    )
+    report = json.loads(out)
+    assert report["watermark_headroom_bytes"] < 64 * 2**20
+    assert report["cache_credit_bytes"] == report["clean_inactive_file_bytes"] // 2
+    assert (
+        report["headroom_bytes"]
+        == report["watermark_headroom_bytes"] + report["cache_credit_bytes"]
+    )
+    assert "headroom-from-cache" in [f["code"] for f in report["findings"]]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pathlib
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from burstguard.core import headroom, kernel, rates
 from burstguard.procfs import buddyinfo, snapshot, vmstat
@@ -141,3 +143,58 @@ def test_the_guest_pressure_pair_shows_kswapd_alone_reclaiming() -> None:
     assert r.pgscan_kswapd > 0 and r.pgscan_direct == 0
     room = headroom.assess(snapshot.read(str(FIXTURES / "guest-6.1.0-56-pressure-b"), 0.0, PAGE))
     assert room.headroom_bytes == 0  # every zone at or under its high watermark
+
+
+WARM = {"Inactive(file)": 8 * 2**30, "Active(file)": 4 * 2**30, "Dirty": 2**30, "Writeback": 0}
+
+
+class TestCacheCredit:
+    def test_a_fixed_kernel_counts_half_the_clean_inactive_cache_by_default(self) -> None:
+        snap = SnapshotBuilder(
+            zones=[ZoneBuilder("Normal", free=2_000, high=1_000)], meminfo=WARM
+        ).build()
+        room = headroom.assess(
+            snap,
+            cache_credit_ratio=headroom.DEFAULT_CACHE_CREDIT_RATIO,
+            shrinker_exposed=False,
+        )
+        assert room.cache_credit_bytes == (7 * 2**30) // 2
+        assert room.headroom_bytes == 1_000 * PAGE + (7 * 2**30) // 2
+
+    @pytest.mark.parametrize(
+        "exposed", [pytest.param(True, id="exposed"), pytest.param(None, id="unknown")]
+    )
+    def test_an_exposed_or_unknown_kernel_counts_no_cache(self, exposed: bool | None) -> None:
+        snap = SnapshotBuilder(
+            zones=[ZoneBuilder("Normal", free=2_000, high=1_000)], meminfo=WARM
+        ).build()
+        room = headroom.assess(snap, cache_credit_ratio=1.0, shrinker_exposed=exposed)
+        assert room.cache_credit_bytes == 0 and room.headroom_bytes == 1_000 * PAGE
+
+    @hypothesis.given(
+        inactive=st.integers(0, 2**40),
+        dirty=st.integers(0, 2**40),
+        writeback=st.integers(0, 2**36),
+        ratio=st.floats(0.0, 1.0),
+        more=st.integers(0, 2**36),
+        exposed=st.sampled_from([True, False, None]),
+    )
+    def test_the_credit_is_bounded_by_clean_inactive_cache_and_grows_with_it(  # noqa: PLR0917
+        self,
+        inactive: int,
+        dirty: int,
+        writeback: int,
+        ratio: float,
+        more: int,
+        exposed: bool | None,
+    ) -> None:
+        info = {"Inactive(file)": inactive, "Dirty": dirty, "Writeback": writeback}
+        credit = headroom.cache_credit(info, ratio, exposed)
+        clean = max(0, inactive - dirty - writeback)
+        assert 0 <= credit <= clean
+        assert exposed is False or credit == 0
+        bigger = headroom.cache_credit({**info, "Inactive(file)": inactive + more}, ratio, exposed)
+        assert bigger >= credit
+        snap = SnapshotBuilder(meminfo=info).build()
+        room = headroom.assess(snap, cache_credit_ratio=ratio, shrinker_exposed=exposed)
+        assert room.headroom_bytes == room.watermark_headroom_bytes + credit
