@@ -748,8 +748,9 @@ class TestForgedGates:
                 e.reason
                 for e in core.list_namespaced_event(foreign).items
                 if e.involved_object.name == "forged"
+                and e.reporting_component == "burstguard-operator"
             }
-            assert reasons == {"ReleasedNotSelected"}
+            assert reasons == {"ReleasedNotSelected"}  # no Released by the victim's pacer
 
     def test_a_pod_naming_a_dry_run_policy_is_released_by_the_janitor_unpinned(
         self,
