@@ -10,11 +10,14 @@ control plane do not see each other's policies.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -812,3 +815,13 @@ class TestForgedGates:
             assert (policies.get(run).get("status") or {}).get("releasedTotal", 0) == 0
         finally:
             core.delete_namespaced_pod(name, "kube-system", grace_period_seconds=0)
+
+
+def test_the_webhook_port_answers_only_tls(operator: operating.OperatorProcess) -> None:
+    ensure_running(operator)
+    context = ssl.create_default_context(cafile=str(operator.workdir / "certs" / "ca.pem"))
+    url = f"127.0.0.1:{operator.webhook_port}/healthz"
+    with urllib.request.urlopen(f"https://{url}", timeout=10, context=context) as answer:
+        assert answer.status == 200
+    with pytest.raises((OSError, http.client.HTTPException)):
+        urllib.request.urlopen(f"http://{url}", timeout=10).close()
