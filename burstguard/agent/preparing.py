@@ -34,6 +34,10 @@ class Executor:
     """Reads the node's headroom now, bytes."""
     dry_run: bool = False
     """Report only."""
+    vm_sysctl_dir: str = ""
+    """Directory holding ``compact_memory`` and ``drop_caches``; empty: ``<proc_root>/sys/vm``.
+    The DaemonSet mounts just those two files (hostPath type File), so that the agent can
+    write no other sysctl."""
     history: list[preparation.Record] = field(default_factory=list)
     """Past actions (monotonic seconds), trimmed to the last hour."""
     clock: Callable[[], float] = time.monotonic
@@ -56,11 +60,12 @@ class Executor:
         return ""
 
     def _target(self, action: preparation.Action) -> tuple[str, str]:
+        vm = self.vm_sysctl_dir or os.path.join(self.proc_root, "sys/vm")
         if action.kind == preparation.COMPACT:
-            return os.path.join(self.proc_root, "sys/vm/compact_memory"), "1"
+            return os.path.join(vm, "compact_memory"), "1"
         if action.kind == preparation.CGROUP_RECLAIM:
             return os.path.join(action.target, "memory.reclaim"), str(action.bytes)
-        return os.path.join(self.proc_root, "sys/vm/drop_caches"), action.target
+        return os.path.join(vm, "drop_caches"), action.target
 
     def execute(
         self,

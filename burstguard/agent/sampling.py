@@ -87,6 +87,8 @@ class Config:
     """How long without an operator request counts as silent, seconds; default 120."""
     preparation: preparation.Params = field(default_factory=preparation.Params)
     """Preparation guardrails."""
+    vm_sysctl_dir: str = ""
+    """Where ``compact_memory`` and ``drop_caches`` are written; default ``<proc_root>/sys/vm``."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,11 @@ class Agent:
         self.prep_actions: dict[tuple[str, str], int] = {}
         self.prep_freed: dict[str, int] = {}
         self.executor = preparing.Executor(
-            config.proc_root, self._measure_headroom, dry_run=config.dry_run, clock=mono
+            config.proc_root,
+            self._measure_headroom,
+            dry_run=config.dry_run,
+            vm_sysctl_dir=config.vm_sysctl_dir,
+            clock=mono,
         )
         self._request_lock = threading.Lock()
         self._request_text: str | None = None

@@ -178,6 +178,12 @@ def _once(config: sampling.Config) -> int:
     help="cgroup v2 directory for memory.reclaim (repeatable); enables targeted reclaim.",
 )
 @click.option(
+    "--vm-sysctl-dir",
+    default="",
+    help="Directory of the compact_memory and drop_caches files to write (default: "
+    "<proc-root>/sys/vm); the DaemonSet mounts only those two files.",
+)
+@click.option(
     "--drop-page-cache/--no-drop-page-cache",
     default=False,
     show_default=True,
@@ -199,6 +205,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     close_below: int,
     own_threshold: int,
     cgroups: tuple[str, ...],
+    vm_sysctl_dir: str,
     drop_page_cache: bool,
 ) -> None:
     """Run the node agent: sample, publish headroom on this Node, serve /metrics, prepare."""
@@ -219,6 +226,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
         preparation=preparation.Params(
             cgroup_reclaim=bool(cgroups), cgroups=cgroups, drop_page_cache=drop_page_cache
         ),
+        vm_sysctl_dir=vm_sysctl_dir,
     )
     if once:
         sys.exit(_once(config))

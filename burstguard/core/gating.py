@@ -40,7 +40,7 @@ from burstguard.api import policy as policy_api
 from burstguard.core import selection
 
 MIRROR_ANNOTATION: Final = "kubernetes.io/config.mirror"
-NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+NAMESPACE_NAME_LABEL: Final = selection.NAMESPACE_NAME_LABEL
 
 INTAKE_EXPRESSION: Final = {
     "key": names.INTAKE_LABEL,
@@ -231,8 +231,7 @@ def decide(
     if why:
         return Decision(None, reason=why)
     labels = (pod.get("metadata") or {}).get("labels") or {}
-    ns_labels = {NAMESPACE_NAME_LABEL: namespace, **namespace_labels}
-    owner, _ = selection.pod_owner(ordered_policies, ns_labels, labels)
+    owner, _ = selection.pod_policy(ordered_policies, namespace, namespace_labels, labels)
     if owner is None:
         return Decision(None, reason="no policy selects the pod")
     if not owner.spec.enforcing:

@@ -4,14 +4,23 @@ A pod or node can be selected by several policies; the design says the oldest wi
 (creation time, then name), and the others report the conflict. Deciding this in one pure
 place means the webhook, the pacer, the intake steering and the shadow mode can never
 disagree about ownership. Invalid policies own nothing.
+
+A pod's ``burstguard.io/policy`` annotation is only a cache of :func:`pod_policy`: any pod
+may carry the gate and any annotation it likes, so the pacer and the janitor ask
+:func:`refusal` whether the named policy really selects the pod before they budget, pin or
+release it for that policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from burstguard.api import policy as policy_api
+
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+"""Label the apiserver sets on every namespace to its name; a namespaceSelector may use it."""
 
 
 def matches(selector: policy_api.LabelSelector, labels: Mapping[str, str]) -> bool:
@@ -73,6 +82,57 @@ def pod_owner(
     if not hits:
         return None, ()
     return hits[0], tuple(p.name for p in hits[1:])
+
+
+def pod_policy(
+    ordered: Sequence[policy_api.BurstPolicy],
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    pod_labels: Mapping[str, str],
+    excluded_namespaces: frozenset[str] = frozenset(),
+) -> tuple[policy_api.BurstPolicy | None, tuple[str, ...]]:
+    """:func:`pod_owner` for a pod in ``namespace``; nothing owns a pod of an excluded one.
+
+    The namespace's name label is added as the apiserver sets it, so a namespaceSelector on
+    ``kubernetes.io/metadata.name`` matches a namespace the store has not seen yet.
+    """
+    if namespace in excluded_namespaces:
+        return None, ()
+    ns_labels = {NAMESPACE_NAME_LABEL: namespace, **namespace_labels}
+    return pod_owner(ordered, ns_labels, pod_labels)
+
+
+def refusal(
+    policy_name: str | None,
+    ordered: Sequence[policy_api.BurstPolicy],
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    pod_labels: Mapping[str, str],
+    *,
+    excluded_namespaces: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why the Enforce policy ``policy_name`` must not pace this gated pod, or None if it may.
+
+    ``policy_name`` is what the pod's annotation says (None: no annotation). The answer is
+    the webhook's own decision recomputed (:func:`pod_policy`), so a pod that put the gate and
+    a policy's name on itself, in a namespace that policy does not select or that is
+    excluded, is never budgeted, pinned or released by that policy.
+    """
+    if policy_name is None:
+        return "it carries burstguard's gate without the webhook's policy annotation"
+    if namespace in excluded_namespaces:
+        return f"namespace {namespace} is excluded from gating"
+    named = next((p for p in ordered if p.name == policy_name), None)
+    if named is None:
+        return f"policy {policy_name} is gone or invalid"
+    if not named.spec.enforcing:
+        return f"policy {policy_name} is DryRun"
+    owner, _ = pod_policy(ordered, namespace, namespace_labels, pod_labels)
+    if owner is None:
+        return f"policy {policy_name} does not select it (no policy does)"
+    if owner.name != policy_name:
+        return f"policy {policy_name} does not select it (policy {owner.name} owns it)"
+    return None
 
 
 def node_owner(

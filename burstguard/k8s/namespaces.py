@@ -17,6 +17,8 @@ class NamespaceStore:
 
     def __init__(self) -> None:
         self.labels: dict[str, Mapping[str, str]] = {}
+        self.version = 0
+        """Bumped on every change, so answers derived from labels can be cached."""
 
     def get(self, name: str) -> Mapping[str, str]:
         """Labels of ``name`` ({} when unknown)."""
@@ -30,12 +32,17 @@ class NamespaceStore:
             )
             for o in objects
         }
+        self.version += 1
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
         """One watch event."""
         meta = obj.get("metadata") or {}
         name = str(meta.get("name", ""))
+        labels = dict(meta.get("labels") or {})
         if kind == "DELETED":
             self.labels.pop(name, None)
+        elif self.labels.get(name) == labels:
+            return
         else:
-            self.labels[name] = dict(meta.get("labels") or {})
+            self.labels[name] = labels
+        self.version += 1

@@ -36,6 +36,9 @@ ACTIVE_PODS: Final = "status.phase!=Succeeded,status.phase!=Failed"
 """Field selector of the pod watch: finished pods neither start nor wait."""
 
 
+UNANNOTATED: Final = ""
+"""Key in :attr:`PodStore.gated` of pods with burstguard's gate and no policy annotation."""
+
 NO_CONSTRAINTS: Final = placement.Constraints()
 """Constraints of a pod that may go anywhere (shared, to keep records small)."""
 
@@ -256,11 +259,11 @@ class PodStore:
             if self.starting[rec.node] <= 0:
                 del self.starting[rec.node]
                 self.starting_on.pop(rec.node, None)
-        if rec.policy is None:
-            return
         if rec.gated:
-            table = self.gated[rec.policy]
-        elif rec.node is None and rec.phase == "Pending":
+            # A gate without the webhook's annotation is still burstguard's gate: it is kept
+            # under UNANNOTATED so the janitor finds it and lifts it.
+            table = self.gated[rec.policy if rec.policy is not None else UNANNOTATED]
+        elif rec.policy is not None and rec.node is None and rec.phase == "Pending":
             table = self.in_flight[rec.policy]
         else:
             return

@@ -12,7 +12,9 @@ active replica paces) does, with ``now`` read once:
 4. report: status (at most every ``status_interval_s``, only when changed) and metrics.
 
 :class:`Janitor` runs on every replica and is idempotent (its writes are guarded by the
-same ``test`` op): it releases gated pods whose policy is gone, invalid or DryRun, and
+same ``test`` op): it releases gated pods whose policy is gone, invalid or DryRun or does
+not select them (a pod can set burstguard's gate and annotation on itself: the annotation
+is a cache of the webhook's decision, re-checked by ``core.selection.refusal``), and
 removes intake labels from nodes no Enforce policy guards any more. Nothing here decides;
 decisions are the pure functions in ``core``.
 """
@@ -24,7 +26,6 @@ import collections
 import datetime
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from burstguard.api import names, preparation
@@ -92,6 +93,10 @@ class PolicyLoop:
         self.exported_states: dict[str, str] = {}
         self.pending_targets: dict[str, str | None] = {}
         self.fallback = ""
+        self.gated: dict[str, pods.PodRecord] = {}
+        """This tick's gated pods the policy really selects (the annotation only proposes)."""
+        self.in_flight: dict[str, pods.PodRecord] = {}
+        """This tick's released, unbound pods the policy really selects."""
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -120,6 +125,9 @@ class PolicyLoop:
         if policy is None:
             return
         now = time.time()
+        store = self.rt.pod_store
+        self.gated = self.rt.paced_by(store.gated.get(self.name, {}))
+        self.in_flight = self.rt.paced_by(store.in_flight.get(self.name, {}))
         if not policy.valid:
             await self._report(policy, now, nodes=[], conflicts_nodes=0)
             return
@@ -207,11 +215,11 @@ class PolicyLoop:
         committed: collections.Counter[str] = collections.Counter()
         for node, recs in store.starting_on.items():
             committed[node] = sum(r.memory_bytes or default for r in recs.values())
-        for flying in store.in_flight.get(policy.name, {}).values():
+        for flying in self.in_flight.values():
             if flying.pinned:
                 starting[flying.pinned] += 1
                 committed[flying.pinned] += flying.memory_bytes or default
-        gated = store.gated.get(policy.name, {})
+        gated = self.gated
         for key, target in self.pending_targets.items():
             if target and key in self.rt.pending_releases:
                 starting[target] += 1
@@ -284,18 +292,14 @@ class PolicyLoop:
         elif (self.bucket.rate, self.bucket.capacity) != (rules.release_per_second, rules.burst):
             self.bucket = pacing.retune(self.bucket, rules.release_per_second, rules.burst)
         pending = self.rt.pending_releases
-        gated = self.rt.pod_store.gated.get(self.name, {})
+        gated = self.gated
         queue: dict[str, pacing.QueuedPod] = {}
         for key in list(self.pending_targets):
             if key not in pending:
                 del self.pending_targets[key]
         # Unpinned pods released and not yet bound could land anywhere: they use up room
         # first. Pinned ones are already counted in their node's starting (see _starting).
-        in_flight = [
-            r.memory_bytes or 0
-            for r in self.rt.pod_store.in_flight.get(self.name, {}).values()
-            if not r.pinned
-        ]
+        in_flight = [r.memory_bytes or 0 for r in self.in_flight.values() if not r.pinned]
         for key, rec in gated.items():
             if key in pending:
                 if not self.pending_targets.get(key):
@@ -360,7 +364,7 @@ class PolicyLoop:
     def _prepare(
         self, policy: policy_api.BurstPolicy, views: list[pacing.NodeView], now: float
     ) -> None:
-        gated = self.rt.pod_store.gated.get(self.name, {})
+        gated = self.gated
         if not gated:
             return
         default = policy.spec.pacing.pod_startup_memory_bytes
@@ -461,7 +465,7 @@ class PolicyLoop:
         nodes: list[pacing.NodeView],
         conflicts_nodes: int,
     ) -> None:
-        gated = len(self.rt.pod_store.gated.get(self.name, {}))
+        gated = len(self.gated)
         metrics.GATED_PODS.labels(self.name).set(gated)
         if now - self.last_status_at < self.rt.options.status_interval_s:
             return
@@ -596,25 +600,20 @@ class Janitor:
         log.warning("pod %s: %s", rec.key, message)
         await pod_event(self.rt.api, rec, reason="PinnedUnbound", message=message, warning=True)
 
-    def _enforcing(self) -> Mapping[str, policy_api.BurstPolicy]:
-        return {p.name: p for p in self.rt.policy_store.ordered if p.spec.enforcing}
-
     async def sweep(self) -> int:
         """One pass; returns how many gates it released."""
-        enforcing = self._enforcing()
         released = 0
         now = time.time()
         self.rt.settle_releases(now, PENDING_RELEASE_TIMEOUT_S)
-        orphans: list[tuple[str, pods.PodRecord]] = []
+        orphans: list[tuple[str, pods.PodRecord, str]] = []
         for policy_name, table in list(self.rt.pod_store.gated.items()):
-            if policy_name in enforcing or not table:
-                continue
             for rec in list(table.values()):
-                if rec.key not in self.rt.pending_releases:
+                why = self.rt.refusal(rec)
+                if why is not None and rec.key not in self.rt.pending_releases:
                     self.rt.pending_releases[rec.key] = now
-                    orphans.append((policy_name, rec))
+                    orphans.append((policy_name, rec, why))
 
-        async def free(policy_name: str, rec: pods.PodRecord) -> int:
+        async def free(policy_name: str, rec: pods.PodRecord, why: str) -> int:
             try:
                 result = await self.rt.send_release(rec)
             except apiclient.ApiError as exc:
@@ -622,17 +621,24 @@ class Janitor:
                 return 0
             if result != "released":
                 return 0
-            metrics.RELEASES.labels(policy_name, "policy-gone").inc()
+            selected = rec.policy is not None and any(
+                p.name == rec.policy and p.spec.enforcing for p in self.rt.policy_store.ordered
+            )
+            # The policy exists and enforces, so the pod was never its to pace: it gated itself,
+            # or its labels or namespace changed, or the namespace is excluded.
+            reason = "not-selected" if selected else "policy-gone"
+            metrics.RELEASES.labels(policy_name or "none", reason).inc()
+            log.info("released %s: %s", rec.key, why)
             await pod_event(
                 self.rt.api,
                 rec,
-                reason="ReleasedPolicyGone",
-                message=f"policy {policy_name} is gone, invalid or DryRun; gate removed",
+                reason="ReleasedNotSelected" if selected else "ReleasedPolicyGone",
+                message=f"{why}; gate removed without pacing",
                 warning=True,
             )
             return 1
 
-        released = sum(await asyncio.gather(*(free(p, r) for p, r in orphans)))
+        released = sum(await asyncio.gather(*(free(p, r, w) for p, r, w in orphans)))
         for rec, waited in self.unbound_pins(now):
             await self._report_unbound(rec, waited)
         ordered = self.rt.policy_store.ordered

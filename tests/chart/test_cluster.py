@@ -17,6 +17,7 @@ control plane do not see it; cluster-scoped objects are deleted at the end.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -34,7 +35,9 @@ import pytest
 import yaml
 from kubernetes import client as k8s_client
 
-from burstguard.api import names
+from burstguard.api import names, preparation
+from burstguard.k8s import apiclient, nodeviews
+from burstguard.k8s import pods as k8s_pods
 from tests.chart import generating, render, tools
 from tests.chart.conftest import CI_VALUES
 from tests.cluster import operating
@@ -349,6 +352,10 @@ class TestAgentIdentity:
             assert "only burstguard.io/ annotations" in message
             message = forbidden(lambda: agent.patch_node(own, {"spec": {"unschedulable": True}}))
             assert "may not change the Node spec" in message
+            message = forbidden(
+                lambda: agent.patch_node(own, {"metadata": {"finalizers": ["example.com/hold"]}})
+            )
+            assert "owners or finalizers" in message
             ready = headroom_condition(own, "False")
             ready["status"]["conditions"][0]["type"] = "Ready"
             message = forbidden(lambda: agent.patch_node_status(own, ready))
@@ -358,6 +365,109 @@ class TestAgentIdentity:
             assert node.metadata.annotations[names.SUMMARY_ANNOTATION] == "{}"
             types = {c.type: c.status for c in node.status.conditions}
             assert types[names.HEADROOM_CONDITION] == "True"
+
+
+async def operator_writes(kubeconfig: Path, pod: Json, node: str) -> None:
+    """The operator's own writes, through its own code: a pinned release, the intake label and
+    a preparation request."""
+    api = await apiclient.connect(str(kubeconfig))
+    try:
+        assert await k8s_pods.release(api, k8s_pods.compact(pod), node) == "released"
+        await nodeviews.set_intake(api, node, "closed")
+        request = preparation.PrepareRequest(
+            id="t-1", bytes_wanted=1, requested_at=time.time(), policy="t", reason="test"
+        )
+        await nodeviews.write_prepare_request(api, node, request)
+    finally:
+        await api.close()
+
+
+class TestOperatorApiPolicies:
+    """The operator's token is refused by the apiserver for everything but its own writes."""
+
+    def test_the_operators_identity_may_release_and_label_but_not_change_images_or_taints(
+        self, cluster: ClusterFixture, release_factory: Any, tmp_path: Path
+    ) -> None:
+        nodes = cluster.create_nodes(1)
+        node = nodes.names[0]
+        release = release_factory(nodes)
+        release.apply()
+        account = release.kind("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        namespace = release.namespace
+        with cluster.api_client() as admin:
+            core = k8s_client.CoreV1Api(admin)
+            token = token_for(core, namespace, account)
+            body = PodBuilder("victim").gates("example.com/other", names.SCHEDULING_GATE).build()
+            body["metadata"]["annotations"] = {names.POLICY_ANNOTATION: "p"}
+            core.create_namespaced_pod(namespace, body)
+            pod = core.api_client.sanitize_for_serialization(
+                core.read_namespaced_pod("victim", namespace)
+            )
+        image = [{"op": "replace", "path": "/spec/containers/0/image", "value": "evil:latest"}]
+
+        def taint() -> Json:
+            """A taint patch that changes the node every time (an unchanged one is no write)."""
+            value = uuid.uuid4().hex[:8]
+            return {"spec": {"taints": [{"key": "evil", "value": value, "effect": "NoSchedule"}]}}
+
+        with token_client(cluster, token) as api:
+            operator = k8s_client.CoreV1Api(api)
+            # A new admission policy takes effect a moment after it is created.
+            wait_for(
+                "the admission policy refusing a taint",
+                lambda: denied(lambda: operator.patch_node(node, taint())),
+                timeout_s=30,
+            )
+            message = forbidden(lambda: operator.patch_namespaced_pod("victim", namespace, image))
+            assert "may not change a pod's containers, images" in message
+            message = forbidden(lambda: operator.patch_node(node, taint()))
+            assert "may not change a Node's spec (taints, unschedulable)" in message
+            message = forbidden(
+                lambda: operator.patch_node(node, {"spec": {"unschedulable": True}})
+            )
+            assert "may not change a Node's spec" in message
+            other_gate = [{"op": "remove", "path": "/spec/schedulingGates/0"}]
+            message = forbidden(
+                lambda: operator.patch_namespaced_pod("victim", namespace, other_gate)
+            )
+            assert "only remove its own scheduling gate" in message
+            label = {"metadata": {"labels": {"app": "evil"}}}
+            message = forbidden(lambda: operator.patch_namespaced_pod("victim", namespace, label))
+            assert "labels, annotations" in message
+            message = forbidden(lambda: operator.patch_node(node, label))
+            assert "only the burstguard.io/intake label" in message
+            annotation = {"metadata": {"annotations": {"example.com/x": "1"}}}
+            message = forbidden(lambda: operator.patch_node(node, annotation))
+            assert "only burstguard.io/ annotations" in message
+            finalizer = {"metadata": {"finalizers": ["example.com/hold"]}}
+            message = forbidden(lambda: operator.patch_node(node, finalizer))
+            assert "owners or finalizers" in message
+            # Secrets: none, not even the webhook's own certificate (a mounted volume).
+            forbidden(lambda: operator.list_namespaced_secret(namespace))
+            forbidden(
+                lambda: operator.read_namespaced_secret(
+                    render.pick(release.docs, "Secret")["metadata"]["name"], namespace
+                )
+            )
+            forbidden(operator.list_secret_for_all_namespaces)
+        # What it does write still passes: the release with its pin, the label, the request.
+        kubeconfig = token_kubeconfig(cluster, token, tmp_path / "operator-kubeconfig")
+        asyncio.run(operator_writes(kubeconfig, pod, node))
+        with cluster.api_client() as admin:
+            core = k8s_client.CoreV1Api(admin)
+            after = core.read_namespaced_pod("victim", namespace)
+            assert [g.name for g in after.spec.scheduling_gates] == ["example.com/other"]
+            assert after.spec.containers[0].image == pod["spec"]["containers"][0]["image"]
+            [term] = (
+                after.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
+            )
+            assert [(f.key, f.operator, f.values) for f in term.match_fields] == [
+                ("metadata.name", "In", [node])
+            ]
+            written = core.read_node(node)
+            assert written.metadata.labels[names.INTAKE_LABEL] == "closed"
+            assert names.PREPARE_REQUEST_ANNOTATION in written.metadata.annotations
+            core.delete_namespaced_pod("victim", namespace, grace_period_seconds=0)
 
 
 def operator_argv(

@@ -121,7 +121,9 @@ class TestAgentPlainCopies:
             generating.documents((DEPLOY_AGENT / "node-policy.yaml").read_text()),
             "ValidatingAdmissionPolicy",
         )
-        chart = render.pick(render.objects(), "ValidatingAdmissionPolicy")
+        chart = render.pick(
+            render.objects(), "ValidatingAdmissionPolicy", "burstguard-agent-own-node"
+        )
         for key in ("failurePolicy", "matchConstraints", "variables", "validations"):
             assert plain["spec"][key] == chart["spec"][key], key
 
@@ -133,3 +135,9 @@ class TestAgentPlainCopies:
         )
         chart = render.pick(render.objects(), "ClusterRole", "burstguard-agent")
         assert permissions(plain) == permissions(chart)
+        plain_events = render.pick(
+            generating.documents((DEPLOY_AGENT / "rbac.yaml").read_text()), "Role"
+        )
+        chart_events = render.pick(render.objects(), "Role", "burstguard-agent-events")
+        assert permissions(plain_events) == permissions(chart_events)
+        assert plain_events["metadata"]["namespace"] == chart_events["metadata"]["namespace"]

@@ -259,7 +259,7 @@ class TestAgent:
         writable = [v for v in volumes.values() if v["hostPath"] and not v["readOnly"]]
         assert writable == []
 
-    def test_preparation_mounts_vm_sysctls_and_cgroups_writable_as_root_without_capabilities(
+    def test_preparation_mounts_writable_only_the_files_it_writes_as_root_without_capabilities(
         self,
     ) -> None:
         docs = rendered({"agent": {"preparation": {"enabled": True}}})
@@ -271,11 +271,41 @@ class TestAgent:
             for v in agent_volumes(docs).values()
             if v["hostPath"] and not v["readOnly"]
         }
-        assert writable == {
-            "/proc/sys/vm": "/host/proc/sys/vm",
-            "/sys/fs/cgroup": "/host/sys/fs/cgroup",
+        assert writable == {"/proc/sys/vm/compact_memory": "/host/vm-sysctl/compact_memory"}
+        args = agent_container(docs)["args"]
+        assert "--prepare" in args
+        assert "--vm-sysctl-dir=/host/vm-sysctl" in args
+
+    def test_preparation_adds_drop_caches_and_each_cgroups_memory_reclaim_as_files(
+        self,
+    ) -> None:
+        cgroups = ["kubepods.slice/kubepods-besteffort.slice", "/batch.slice/"]
+        docs = rendered(
+            {"agent": {"preparation": {"enabled": True, "dropPageCache": True, "cgroups": cgroups}}}
+        )
+        writable = {
+            v["hostPath"]: v["mountPath"]
+            for v in agent_volumes(docs).values()
+            if v["hostPath"] and not v["readOnly"]
         }
-        assert "--prepare" in agent_container(docs)["args"]
+        assert writable == {
+            "/proc/sys/vm/compact_memory": "/host/vm-sysctl/compact_memory",
+            "/proc/sys/vm/drop_caches": "/host/vm-sysctl/drop_caches",
+            "/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/memory.reclaim": (
+                "/host/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/memory.reclaim"
+            ),
+            "/sys/fs/cgroup/batch.slice/memory.reclaim": (
+                "/host/sys/fs/cgroup/batch.slice/memory.reclaim"
+            ),
+        }
+        spec = render.pick(docs, "DaemonSet")["spec"]["template"]["spec"]
+        types = {
+            v["hostPath"]["path"]: v["hostPath"]["type"] for v in spec["volumes"] if "hostPath" in v
+        }
+        assert {t for p, t in types.items() if p != "/proc"} == {"File"}
+        args = agent_container(docs)["args"]
+        assert "--cgroup=/host/sys/fs/cgroup/batch.slice" in args
+        assert "--drop-page-cache" in args
 
     def test_bpf_adds_only_cap_bpf_and_cap_perfmon_and_read_only_tracefs(self) -> None:
         docs = rendered({"agent": {"bpf": {"enabled": True}}})
@@ -298,8 +328,8 @@ class TestAgent:
 
     def test_node_writes_are_bound_to_the_agents_own_node(self) -> None:
         docs = rendered()
-        policy = render.pick(docs, "ValidatingAdmissionPolicy")
-        binding = render.pick(docs, "ValidatingAdmissionPolicyBinding")
+        policy = render.pick(docs, "ValidatingAdmissionPolicy", "burstguard-agent-own-node")
+        binding = render.pick(docs, "ValidatingAdmissionPolicyBinding", "burstguard-agent-own-node")
         assert binding["spec"] == {
             "policyName": policy["metadata"]["name"],
             "validationActions": ["Deny"],
@@ -337,7 +367,34 @@ class TestRbac:
 
     def test_agent_may_not_touch_pods_or_policies(self) -> None:
         resources = {r for rule in rules_of(rendered(), "-agent") for r in rule["resources"]}
-        assert resources == {"nodes", "nodes/status", "events"}
+        assert resources == {"nodes", "nodes/status"}
+
+    def test_the_agents_events_are_granted_in_the_default_namespace_only(self) -> None:
+        docs = rendered()
+        role = render.pick(docs, "Role", "burstguard-agent-events")
+        binding = render.pick(docs, "RoleBinding", "burstguard-agent-events")
+        assert role["metadata"]["namespace"] == "default"
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+        assert binding["metadata"]["namespace"] == "default"
+        account = render.pick(docs, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+
+    @pytest.mark.parametrize("component", ["operator", "agent"])
+    def test_an_existing_service_account_must_be_named(self, component: str) -> None:
+        values = {component: {"serviceAccount": {"create": False}}}
+        with pytest.raises(generating.HelmError, match=f"{component}.serviceAccount.name"):
+            rendered(values)
+        named = {component: {"serviceAccount": {"create": False, "name": "mine"}}}
+        docs = rendered(named)
+        bound = {
+            s["name"]
+            for d in docs
+            if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"].endswith(f"-{component}")
+            for s in d["subjects"]
+        }
+        assert bound == {"mine"}
 
     def test_each_identity_is_bound_to_its_own_service_account(self) -> None:
         docs = rendered()
@@ -350,6 +407,70 @@ class TestRbac:
             [subject] = subjects
             assert subject["name"] in accounts
             assert subject["namespace"] == NAMESPACE
+
+
+class TestOperatorApiPolicies:
+    def test_pod_and_node_writes_of_the_operator_are_narrowed_by_bound_policies(self) -> None:
+        docs = rendered()
+        account = render.pick(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        for name, resources in (
+            ("burstguard-operator-pods", ["pods"]),
+            ("burstguard-operator-nodes", ["nodes", "nodes/status"]),
+        ):
+            policy = render.pick(docs, "ValidatingAdmissionPolicy", name)
+            binding = render.pick(docs, "ValidatingAdmissionPolicyBinding", name)
+            assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+            assert policy["spec"]["failurePolicy"] == "Fail"
+            [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+            assert rule["resources"] == resources
+            assert rule["operations"] == ["UPDATE"]
+            [condition] = policy["spec"]["matchConditions"]
+            assert f"'system:serviceaccount:{NAMESPACE}:{account}'" in condition["expression"]
+
+    def test_the_policies_can_be_turned_off(self) -> None:
+        docs = rendered({"operator": {"apiRestriction": False}})
+        names_ = {d["metadata"]["name"] for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+        assert names_ == {"burstguard-agent-own-node"}
+
+
+class TestNetworkPolicy:
+    def test_on_by_default_only_the_webhook_and_metrics_ports_are_open(self) -> None:
+        docs = rendered()
+        operator = render.pick(docs, "NetworkPolicy", "burstguard-operator")
+        agent = render.pick(docs, "NetworkPolicy", "burstguard-agent")
+        assert operator["spec"]["policyTypes"] == ["Ingress"]
+        webhook, metrics = operator["spec"]["ingress"]
+        assert webhook == {"ports": [{"port": "webhook", "protocol": "TCP"}]}
+        scraper = [
+            {
+                "namespaceSelector": {},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ]
+        assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": scraper}
+        assert agent["spec"]["ingress"] == [
+            {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": scraper}
+        ]
+        selected = {
+            d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in docs
+            if d["kind"] in ("Deployment", "DaemonSet")
+        }
+        for policy, workload in ((operator, "burstguard-operator"), (agent, "burstguard-agent")):
+            labels = selected[workload]
+            assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+    def test_the_webhook_port_can_be_narrowed_to_the_control_plane(self) -> None:
+        block = [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+        docs = rendered({"networkPolicy": {"webhookFrom": block}})
+        operator = render.pick(docs, "NetworkPolicy", "burstguard-operator")
+        assert operator["spec"]["ingress"][0]["from"] == block
+
+    def test_an_empty_scraper_list_is_refused(self) -> None:
+        with pytest.raises(generating.HelmError, match="metricsFrom"):
+            rendered({"networkPolicy": {"metricsFrom": []}})
+        docs = rendered({"networkPolicy": {"enabled": False}})
+        assert not [d for d in docs if d["kind"] == "NetworkPolicy"]
 
 
 class TestReleaseHook:

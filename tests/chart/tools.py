@@ -33,6 +33,20 @@ PrometheusRule CRDs."""
 CERT_MANAGER_VERSION: Final = "v1.21.2"
 """github.com/cert-manager/cert-manager: source of the Certificate and Issuer CRDs."""
 
+KUBE_SCORE_VERSION: Final = "v1.20.0"
+"""github.com/zegl/kube-score release (built by ``.ci/setup.d/36-kube-score.sh``)."""
+KUBE_SCORE_SETUP: Final = REPO / ".ci" / "setup.d" / "36-kube-score.sh"
+"""The script that builds kube-score."""
+
+
+def kube_score() -> Path:
+    """Where kube-score is (``MissingToolError`` when it is not built)."""
+    path = tools_root() / f"kube-score-{KUBE_SCORE_VERSION}" / "kube-score"
+    if not os.access(path, os.X_OK):
+        raise MissingToolError(f"kube-score missing: {path}; run `bash {KUBE_SCORE_SETUP}`")
+    return path
+
+
 SETUP_HINT: Final = "run `make setup` (or `bash .ci/setup.d/35-chart-tools.sh`) to build them"
 """What to tell someone whose tools are missing."""
 

@@ -65,7 +65,7 @@ def agent_identity(cluster: ClusterFixture, namespace: str) -> Iterator[tuple[st
     for doc in yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()):
         if doc["kind"] == "ServiceAccount":
             doc["metadata"]["namespace"] = namespace
-        if doc["kind"] == "ClusterRoleBinding":
+        if doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             doc["subjects"][0]["namespace"] = namespace
             doc["metadata"]["name"] = f"burstguard-agent-{namespace}"
         docs.append(doc)
@@ -81,6 +81,7 @@ def agent_identity(cluster: ClusterFixture, namespace: str) -> Iterator[tuple[st
     yield namespace, AGENT_SA
     rbac = k8s_client.RbacAuthorizationV1Api(api)
     rbac.delete_cluster_role_binding(f"burstguard-agent-{namespace}")
+    rbac.delete_namespaced_role_binding(f"burstguard-agent-{namespace}", "default")
 
 
 def pod_bound_token(cluster: ClusterFixture, namespace: str, sa: str, node: str) -> str:

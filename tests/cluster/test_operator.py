@@ -9,11 +9,15 @@ control plane do not see each other's policies.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -639,3 +643,185 @@ def test_the_operator_exports_its_metrics(operator: operating.OperatorProcess) -
         "burstguard_pod_releases_total",
     ):
         assert family in text or family.removesuffix("_total") in text
+
+
+def forged_pod(name: str, run: str, policy: str) -> dict[str, Any]:
+    """A pod that put burstguard's gate and ``policy``'s annotation on itself.
+
+    It asks for a node label no node has, so once released it stays unbound: a pacer that
+    took it for its own would count it in flight and pin or budget for it.
+    """
+    pod = PodBuilder(name).gates(names.SCHEDULING_GATE).node_selector({RUN_LABEL: "nowhere"})
+    body = pod.labels(**{RUN_LABEL: run}).build()
+    body["metadata"]["annotations"] = {names.POLICY_ANNOTATION: policy}
+    return body
+
+
+def janitor_event(core: k8s_client.CoreV1Api, namespace: str, pod: str) -> Any:
+    """The Event the janitor posts when it lifts a gate it does not pace (None until then)."""
+    for event in core.list_namespaced_event(namespace).items:
+        if event.involved_object.name == pod and event.reason in (
+            "ReleasedNotSelected",
+            "ReleasedPolicyGone",
+        ):
+            return event
+    return None
+
+
+@contextlib.contextmanager
+def other_namespace(core: k8s_client.CoreV1Api) -> Iterator[str]:
+    name = operating.unique("foreign")
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+class TestForgedGates:
+    """A pod can write burstguard's gate and any policy's name on itself; only the webhook's
+    own selection makes it a policy's pod."""
+
+    def test_a_pod_in_a_namespace_no_policy_selects_is_not_paced_by_the_policy_it_names(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        ensure_running(operator)
+        nodes = cluster.create_nodes(1)
+        operating.publish(core, nodes.names[0], 64 * operating.GI)
+        victim = operating.unique("victim")
+        body = operating.burst_policy(
+            victim,
+            pod_labels={RUN_LABEL: victim},
+            node_labels=nodes.selector,
+            pacing={"maxStartingPerNode": 1},
+        )
+        body["spec"]["pods"]["namespaceSelector"] = {
+            "matchLabels": {"kubernetes.io/metadata.name": namespace}
+        }
+        policies.create(body)
+        wait_for("policy ready", lambda: (policies.ready(victim) or {}).get("status") == "True")
+        with other_namespace(core) as foreign:
+            made = core.create_namespaced_pod(foreign, forged_pod("forged", victim, victim))
+            assert [g.name for g in made.spec.scheduling_gates] == [names.SCHEDULING_GATE]
+            event = wait_for(
+                "the janitor's Event on the forged pod",
+                lambda: janitor_event(core, foreign, "forged"),
+                timeout_s=30,
+            )
+            assert event.reason == "ReleasedNotSelected"
+            assert f"policy {victim} does not select it" in event.message
+            forged = core.api_client.sanitize_for_serialization(
+                core.read_namespaced_pod("forged", foreign)
+            )
+            assert not operating.gated(forged)
+            assert pin_of(forged) is None, "the victim's pacer pinned a pod it does not select"
+            assert not forged["spec"].get("nodeName")
+            # The forged pod now waits unbound with the victim's annotation. Were it in the
+            # victim's flight it would hold the node's one start slot: the victim's own pod
+            # is released and pinned at once instead.
+            mine = core.create_namespaced_pod(
+                namespace, labelled_pod("mine", victim, nodes.selector)
+            )
+            assert mine.spec.scheduling_gates
+            wait_for(
+                "the victim's own pod released and pinned to its node",
+                lambda: (
+                    pin_of(
+                        core.api_client.sanitize_for_serialization(
+                            core.read_namespaced_pod("mine", namespace)
+                        )
+                    )
+                    == nodes.names[0]
+                ),
+                timeout_s=30,
+            )
+            status = wait_for(
+                "the victim's status counting its release",
+                lambda: (policies.get(victim).get("status") or {}).get("releasedTotal"),
+                timeout_s=30,
+            )
+            assert status == 1
+            reasons = {
+                e.reason
+                for e in core.list_namespaced_event(foreign).items
+                if e.involved_object.name == "forged"
+                and e.reporting_component == "burstguard-operator"
+            }
+            assert reasons == {"ReleasedNotSelected"}  # no Released by the victim's pacer
+
+    def test_a_pod_naming_a_dry_run_policy_is_released_by_the_janitor_unpinned(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        _nodes, run = guarded_nodes(
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="dryforged",
+            headrooms=[64 * operating.GI],
+            mode="DryRun",
+        )
+        core.create_namespaced_pod(namespace, forged_pod("forged", run, run))
+        event = wait_for(
+            "the janitor's Event", lambda: janitor_event(core, namespace, "forged"), timeout_s=30
+        )
+        assert event.reason == "ReleasedPolicyGone"
+        assert f"policy {run} is DryRun" in event.message
+        pod = core.api_client.sanitize_for_serialization(
+            core.read_namespaced_pod("forged", namespace)
+        )
+        assert not operating.gated(pod)
+        assert pin_of(pod) is None
+
+    def test_a_gate_added_in_an_excluded_namespace_is_released_by_the_janitor(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        policies: operating.Policies,
+    ) -> None:
+        # The policy selects the pod's labels in every namespace, but kube-system is excluded.
+        _nodes, run = guarded_nodes(
+            cluster, operator, core, policies, prefix="excluded", headrooms=[64 * operating.GI]
+        )
+        name = operating.unique("forged")
+        core.create_namespaced_pod("kube-system", forged_pod(name, run, run))
+        try:
+            event = wait_for(
+                "the janitor's Event",
+                lambda: janitor_event(core, "kube-system", name),
+                timeout_s=30,
+            )
+            assert event.reason == "ReleasedNotSelected"
+            assert "namespace kube-system is excluded" in event.message
+            pod = core.api_client.sanitize_for_serialization(
+                core.read_namespaced_pod(name, "kube-system")
+            )
+            assert not operating.gated(pod)
+            assert pin_of(pod) is None
+            assert (policies.get(run).get("status") or {}).get("releasedTotal", 0) == 0
+        finally:
+            core.delete_namespaced_pod(name, "kube-system", grace_period_seconds=0)
+
+
+def test_the_webhook_port_answers_only_tls(operator: operating.OperatorProcess) -> None:
+    ensure_running(operator)
+    context = ssl.create_default_context(cafile=str(operator.workdir / "certs" / "ca.pem"))
+    url = f"127.0.0.1:{operator.webhook_port}/healthz"
+    with urllib.request.urlopen(f"https://{url}", timeout=10, context=context) as answer:
+        assert answer.status == 200
+    with pytest.raises((OSError, http.client.HTTPException)):
+        urllib.request.urlopen(f"http://{url}", timeout=10).close()

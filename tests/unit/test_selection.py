@@ -64,3 +64,52 @@ def test_conflict_messages_count_what_was_lost() -> None:
     conflicts = selection.Conflicts(pods={"young": 3}, nodes={})
     assert conflicts.message("young") == "3 pods are also selected by an older policy, which wins"
     assert conflicts.message("old") is None
+
+
+def namespaced_policy(
+    name: str, created_at: float, namespace: str, mode: str = "Enforce"
+) -> policy.BurstPolicy:
+    """A policy selecting every pod of one namespace (by the apiserver's name label)."""
+    spec = policy.PolicySpec(
+        mode=mode,
+        pods=policy.PodSelection(
+            namespace_selector=selector({selection.NAMESPACE_NAME_LABEL: namespace})
+        ),
+    )
+    return policy.BurstPolicy(name=name, created_at=created_at, spec=spec)
+
+
+VICTIM = namespaced_policy("victim", 10.0, "team-a")
+SHADOW = namespaced_policy("shadow", 11.0, "team-c", mode="DryRun")
+MINE = namespaced_policy("mine", 12.0, "team-b")
+ORDERED = selection.by_seniority([VICTIM, SHADOW, MINE])
+
+
+@pytest.mark.parametrize(
+    ("annotation", "namespace", "expected"),
+    [
+        pytest.param("victim", "team-a", None, id="selected-by-the-named-policy"),
+        pytest.param("victim", "nobody", "does not select it (no policy does)", id="forged"),
+        pytest.param("victim", "team-b", "(policy mine owns it)", id="forged-other-team"),
+        pytest.param("victim", "kube-system", "kube-system is excluded", id="excluded"),
+        pytest.param("shadow", "team-c", "policy shadow is DryRun", id="dry-run"),
+        pytest.param("deleted", "team-a", "policy deleted is gone or invalid", id="gone"),
+        pytest.param(None, "team-a", "without the webhook's policy annotation", id="no-annotation"),
+    ],
+)
+def test_a_gated_pod_is_paced_only_by_the_enforce_policy_that_really_selects_it(
+    annotation: str | None, namespace: str, expected: str | None
+) -> None:
+    why = selection.refusal(
+        annotation, ORDERED, namespace, {}, {}, excluded_namespaces=frozenset({"kube-system"})
+    )
+    if expected is None:
+        assert why is None
+    else:
+        assert why is not None and expected in why
+
+
+def test_a_namespace_the_store_has_not_seen_is_matched_by_its_name_label() -> None:
+    owner, _ = selection.pod_policy(ORDERED, "team-a", {}, {})
+    assert owner is VICTIM
+    assert selection.pod_policy(ORDERED, "team-a", {}, {}, frozenset({"team-a"})) == (None, ())

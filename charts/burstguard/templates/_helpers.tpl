@@ -59,7 +59,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.operator.serviceAccount.create -}}
 {{- default (printf "%s-operator" (include "burstguard.fullname" .)) .Values.operator.serviceAccount.name -}}
 {{- else -}}
-{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- required "operator.serviceAccount.create=false needs operator.serviceAccount.name: the chart binds its ClusterRole to that account, never to the namespace's default one" .Values.operator.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
 
@@ -67,7 +67,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.agent.serviceAccount.create -}}
 {{- default (printf "%s-agent" (include "burstguard.fullname" .)) .Values.agent.serviceAccount.name -}}
 {{- else -}}
-{{- default "default" .Values.agent.serviceAccount.name -}}
+{{- required "agent.serviceAccount.create=false needs agent.serviceAccount.name: the chart binds its ClusterRole to that account, never to the namespace's default one" .Values.agent.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
 
