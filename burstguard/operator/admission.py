@@ -203,12 +203,17 @@ class AdmissionServer:
         certfile: str,
         keyfile: str,
         client_ca: str | None = None,
+        own_thread: bool = True,
     ) -> None:
         """Listen on ``host:port`` with the given serving certificate (reloaded on change).
 
         ``client_ca``: require client certificates signed by it (the apiserver's, mTLS).
+        ``own_thread=False`` serves on the caller's event loop (the benchmark's comparison).
         """
         self.tls = tlsreloading.ReloadingCertificate(certfile, keyfile, client_ca)
+        if not own_thread:
+            await self._listen(host, port)
+            return
         started = threading.Event()
         errors: list[BaseException] = []
         self._thread = threading.Thread(
@@ -226,5 +231,10 @@ class AdmissionServer:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(self._thread.join, 10)
+        elif self._runner is not None:
+            if self._poller is not None:
+                self._poller.cancel()
+            await self._runner.cleanup()
+            self._runner = None
         self._loop = None
         self._thread = None
