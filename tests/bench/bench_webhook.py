@@ -271,22 +271,26 @@ def wait_live(port: int, ca: Path, timeout_s: float = 20.0) -> None:
 
 
 def measure(
-    kind: str, loadgen: Path, cert_dir: Path, body: Path, rates: str, seconds: float
+    kind: str, loadgen: Path, cert_dir: Path, body: Path, *, rates: str, seconds: float
 ) -> tuple[list[dict[str, Any]], float]:
     """Run one server under the load steps: (steps, server CPU-µs per admission)."""
     port = free_port()
     server = subprocess.Popen(
-        ["taskset", "-c", "1", sys.executable, "-m", "tests.bench.bench_webhook"]
-        + ["--serve", kind, "--port", str(port), "--cert-dir", str(cert_dir)]
+        [
+            *("taskset", "-c", "1", sys.executable, "-m", "tests.bench.bench_webhook"),
+            *("--serve", kind, "--port", str(port), "--cert-dir", str(cert_dir)),
+        ]
     )
     try:
         wait_live(port, certificates.paths(cert_dir).ca)
         cpu_before = cpu_s(server.pid)
         out = subprocess.run(
-            ["taskset", "-c", "0", str(loadgen)]
-            + ["-url", f"https://127.0.0.1:{port}{admission.MUTATE_PATH}"]
-            + ["-ca", str(certificates.paths(cert_dir).ca), "-body", str(body)]
-            + ["-rates", rates, "-seconds", str(seconds)],
+            [
+                *("taskset", "-c", "0", str(loadgen)),
+                *("-url", f"https://127.0.0.1:{port}{admission.MUTATE_PATH}"),
+                *("-ca", str(certificates.paths(cert_dir).ca), "-body", str(body)),
+                *("-rates", rates, "-seconds", str(seconds)),
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -327,7 +331,9 @@ def main() -> None:
         print(f"review body {len(review_body())} bytes; load average {os.getloadavg()[0]:.2f}")
         results: dict[str, tuple[float, float]] = {}
         for kind in args.servers.split(","):
-            steps, cpu_us = measure(kind, loadgen, cert_dir, body, args.rates, args.seconds)
+            steps, cpu_us = measure(
+                kind, loadgen, cert_dir, body, rates=args.rates, seconds=args.seconds
+            )
             results[kind] = (capacity(steps), cpu_us)
             print(f"\n{kind}: {cpu_us:.0f} CPU-µs per admission, proto {steps[-1]['proto']}")
             print("  rate/s  achieved/s  p50 ms  p99 ms  max ms  failed")
