@@ -63,6 +63,8 @@ class Publisher:
         self.published = 0
         self.errors = 0
         self.last_error = ""
+        self.last_published_at: float | None = None
+        """time.monotonic() of the last successful write (None: none yet)."""
         self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
         self._thread.start()
 
@@ -85,6 +87,7 @@ class Publisher:
             try:
                 self._writer.publish(nodesummary.encode(summary), condition)
                 self.published += 1
+                self.last_published_at = time.monotonic()
                 if self._on_published is not None:
                     self._on_published(summary, time.monotonic())
             except Exception as exc:  # reported in metrics and logs; the next submit retries

@@ -460,6 +460,23 @@ class Agent:
             f", degraded ({reasons})" if reasons else ""
         )
 
+    def readiness(self) -> tuple[bool, str]:
+        """Readiness: live, and (when publishing) a summary written in the last three
+        publish intervals (plus 10 s for a slow apiserver)."""
+        live, message = self.health()
+        if not live or self.publisher is None:
+            return live, message
+        at = self.publisher.last_published_at
+        if at is None:
+            return False, "no summary published yet" + (
+                f" ({self.publisher.last_error})" if self.publisher.last_error else ""
+            )
+        age = time.monotonic() - at
+        limit = 3 * self.config.publish_interval_s + 10.0
+        if age > limit:
+            return False, f"last summary published {age:.0f} s ago ({self.publisher.last_error})"
+        return True, message
+
     def run(self, stop: threading.Event) -> None:
         """Tick at ``hz`` until ``stop`` is set; serve preparation between ticks."""
         period = 1.0 / self.config.hz

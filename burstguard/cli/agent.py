@@ -2,10 +2,10 @@
 
 It samples the node's /proc (``--proc-root``, ``/host/proc`` in the DaemonSet) at ``--hz``,
 runs the bpftrace scripts the kernel supports, publishes the summary and the
-``BurstguardHeadroom`` condition on its own Node, serves ``/metrics`` and ``/healthz``, and
-serves preparation requests (``--prepare`` executes, ``--dry-run`` only reports; dry-run is
-the default). ``--once`` takes two samples (rates need two) without BPF and without the API
-server, and prints the summary as JSON.
+``BurstguardHeadroom`` condition on its own Node, serves ``/metrics`` and the probes
+(``/livez``, ``/readyz``), and serves preparation requests (``--prepare`` executes,
+``--dry-run`` only reports; dry-run is the default). ``--once`` takes two samples (rates
+need two) without BPF and without the API server, and prints the summary as JSON.
 
 Exit codes: 0 clean stop or summary printed; 2 bad usage; 3 /proc unreadable or garbled
 (``--once``: the message names the file); 4 cannot reach the API server at start.
@@ -122,7 +122,7 @@ def _once(config: sampling.Config) -> int:
     type=click.IntRange(0, 65535),
     default=9742,
     show_default=True,
-    help="Port of /metrics and /healthz (0: any free port).",
+    help="Port of /metrics, /livez and /readyz (0: any free port).",
 )
 @click.option(
     "--metrics-host", default="0.0.0.0", show_default=True, help="Address to serve /metrics on."
@@ -244,7 +244,9 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     agent = sampling.Agent(config, writer=writer, runner=runner, collector=collector)
     reg = registry.CollectorRegistry(auto_describe=False)
     reg.register(collector)
-    server = serving.serve(reg, metrics_port, agent.health, host=metrics_host)
+    server = serving.serve(
+        reg, metrics_port, agent.health, host=metrics_host, ready=agent.readiness
+    )
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -46,6 +46,12 @@ EXIT_NO_API: Final = 3
     help="Holds ca.pem, tls.crt, tls.key; made when missing.",
 )
 @click.option(
+    "--webhook-client-ca",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Require the apiserver's client certificate, signed by this CA (PEM), for admissions.",
+)
+@click.option(
     "--register-webhook/--no-register-webhook",
     default=False,
     show_default=True,
@@ -132,6 +138,7 @@ def command(
     webhook_host: str,
     webhook_port: int,
     cert_dir: Path,
+    webhook_client_ca: str | None,
     register_webhook: bool,
     webhook_timeout: int,
     excluded: tuple[str, ...],
@@ -174,6 +181,7 @@ def command(
         webhook_host=webhook_host,
         webhook_port=webhook_port,
         cert_dir=cert_dir,
+        webhook_client_ca=webhook_client_ca,
         register_webhook=register_webhook,
         webhook_timeout_s=webhook_timeout,
         excluded_namespaces=tuple(excluded),

@@ -10,6 +10,7 @@ run only where kopf's peering lets the policy daemons run (exactly one active pa
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Mapping
@@ -39,7 +40,9 @@ class Options:
     webhook_port: int = 9443
     """Webhook TLS port."""
     cert_dir: Path = Path("/tmp/burstguard-webhook")
-    """Directory of ca.pem, tls.crt, tls.key (made when missing)."""
+    """Directory of ca.pem, tls.crt, tls.key (made when missing; reloaded when they change)."""
+    webhook_client_ca: str | None = None
+    """CA (PEM) whose client certificates the webhook requires (mTLS); None: any caller."""
     register_webhook: bool = False
     """Create/replace the MutatingWebhookConfiguration pointing at this process (dev/tests)."""
     webhook_timeout_s: int = webhookconfig.DEFAULT_TIMEOUT_S
@@ -218,6 +221,10 @@ class Runtime:
         await asyncio.wait_for(
             asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout=120
         )
+        # The first lists are in: move what they built out of the collector's sight, so a
+        # full collection scans only new objects instead of every pod record (a pause that
+        # stalls the webhook's thread too: the GIL is the process's).
+        gc.freeze()
         await self._start_webhook()
         if self.options.metrics_port is not None:
             metrics.serve(self.options.metrics_port)
@@ -242,6 +249,7 @@ class Runtime:
             port=o.webhook_port,
             certfile=str(files.cert),
             keyfile=str(files.key),
+            client_ca=o.webhook_client_ca,
         )
         if o.register_webhook:
             body = webhookconfig.manifest(

@@ -3,6 +3,10 @@
     .venv/bin/python -m tests.bench.bench_operator [--nodes 100 1000] [--pods 2000]
 
 Figures (goals from the operator issue):
+0. the apiserver's ceiling, in the same run and on the same nodes just before figure 1: a
+   plain loop of the pacer's release patch (32 in flight), no operator logic; printed with
+   the pacer's releases/s, their ratio (goal >= 0.9), and the operator's and apiserver's
+   CPU-seconds per 1000 releases (goal: operator < 10 % of the apiserver's);
 1. release throughput when nodes have budget, with N kwok nodes (goal >= 500 pods/s) and API
    writes per released pod (goal 1): pods are created gated under a policy that releases
    nothing (releasePerSecond 0.1, burst 1), then the policy is raised to 10000/s (the schema
@@ -35,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from burstguard.api import names
+from burstguard.core import gating
 from burstguard.devcluster import binaries
 from burstguard.devcluster import cluster as devcluster
 from burstguard.k8s import apiclient, webhookconfig
@@ -143,6 +148,73 @@ async def gated_count(api: apiclient.Api, namespace: str) -> tuple[int, int]:
     return gated, len(items)
 
 
+CEILING_GATE = "burstguard.bench/ceiling"
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid``, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def apiserver_pid(c: devcluster.Cluster) -> int:
+    [health] = [h for h in c.health() if h.name == devcluster.APISERVER]
+    return health.pid
+
+
+async def ceiling(
+    api: apiclient.Api, c: devcluster.Cluster, group: str, node_names: list[str], pods: int
+) -> dict[str, float]:
+    """The apiserver's ceiling: a plain loop of the pacer's release patch, no operator logic.
+
+    Pods no policy selects carry a gate of the benchmark's own; 32 patches in flight (the
+    operator's ``--release-concurrency``), each the pacer's shape: test and remove the gate,
+    add ``metadata.name In [node]`` as the required node-affinity term.
+    """
+    ns = await make_namespace(api)
+    run = f"ceil-{group}"
+    sem = asyncio.Semaphore(50)
+
+    async def make(i: int) -> None:
+        body = pod(f"c-{i}", run, group)
+        body["spec"]["schedulingGates"] = [{"name": CEILING_GATE}]
+        async with sem:
+            await api.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
+
+    await asyncio.gather(*(make(i) for i in range(pods)))
+    slots = asyncio.Semaphore(32)
+    pin = {"key": "metadata.name", "operator": "In", "values": []}
+
+    async def release(i: int) -> None:
+        node = node_names[i % len(node_names)]
+        ops = [
+            {"op": "test", "path": "/spec/schedulingGates/0", "value": {"name": CEILING_GATE}},
+            {"op": "remove", "path": "/spec/schedulingGates/0"},
+            *gating.require_ops(gating.affinity_shape({}), {**pin, "values": [node]}, field=True),
+        ]
+        async with slots:
+            await api.request(
+                "PATCH",
+                f"/api/v1/namespaces/{ns}/pods/c-{i}",
+                body=ops,
+                content_type=apiclient.JSON_PATCH,
+            )
+
+    apiserver = apiserver_pid(c)
+    cpu0 = cpu_s(apiserver)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(release(i) for i in range(pods)))
+    span = time.perf_counter() - t0
+    apiserver_cpu = cpu_s(apiserver) - cpu0
+    await api.request("DELETE", f"/api/v1/namespaces/{ns}")
+    return {
+        "pods": pods,
+        "seconds": span,
+        "patches_per_second": pods / span,
+        "apiserver_cpu_s_per_1000": apiserver_cpu / pods * 1000,
+    }
+
+
 async def make_namespace(api: apiclient.Api) -> str:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     await api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
@@ -178,6 +250,8 @@ async def throughput(
             for n in node_names
         )
     )
+    ceil = await ceiling(api, c, group, node_names, pods)
+    print(f"   ceiling (plain patch loop, 32 in flight): {ceil}", flush=True)
     ns = await make_namespace(api)
     run = f"tp-{group}"
     await api.request("POST", POLICIES, body=policy(run, run, group, 0.1, 1))
@@ -192,6 +266,9 @@ async def throughput(
     released_before = counter(before, family, selector)
     writes_before = counter(before, "burstguard_operator_api_writes_total")
     releases_before = counter(before, "burstguard_operator_api_writes_total", 'kind="release"')
+    assert op.proc is not None
+    apiserver = apiserver_pid(c)
+    op_cpu0, api_cpu0 = cpu_s(op.proc.pid), cpu_s(apiserver)
     t0 = time.perf_counter()
     await api.request(
         "PATCH",
@@ -217,6 +294,7 @@ async def throughput(
         if counter(text, "burstguard_gated_pods", selector) == 0 and released_now >= 1:
             break
         await asyncio.sleep(0.1)
+    op_cpu, api_cpu = cpu_s(op.proc.pid) - op_cpu0, cpu_s(apiserver) - api_cpu0
     after = op.metrics()
     released = int(counter(after, family, selector) - released_before)
     writes = counter(after, "burstguard_operator_api_writes_total") - writes_before
@@ -224,6 +302,17 @@ async def throughput(
         counter(after, "burstguard_operator_api_writes_total", 'kind="release"') - releases_before
     )
     span = done - (first_release or t0)
+    rate = released / span if span > 0 else 0.0
+    per_1000 = 1000 / released if released else 0.0
+    print(
+        f"   ceiling {ceil['patches_per_second']:.0f} patches/s, pacer {rate:.0f} releases/s,"
+        f" ratio {rate / ceil['patches_per_second']:.2f} (goal >= 0.9);"
+        f" operator {op_cpu * per_1000:.2f} CPU-s per 1000 releases, apiserver"
+        f" {api_cpu * per_1000:.2f} (ceiling loop {ceil['apiserver_cpu_s_per_1000']:.2f}),"
+        f" operator/apiserver {op_cpu / api_cpu if api_cpu else 0:.1%} (goal < 10 %);"
+        f" load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     await api.request("DELETE", f"{POLICIES}/{run}")
     await api.request("DELETE", f"/api/v1/namespaces/{ns}")
     return {
@@ -232,7 +321,11 @@ async def throughput(
         "gated_when_raised": waiting,
         "seconds_first_to_last": span,
         "seconds_from_policy_patch": done - t0,
-        "pods_per_second": released / span if span > 0 else 0.0,
+        "pods_per_second": rate,
+        "ceiling_patches_per_second": ceil["patches_per_second"],
+        "ratio_to_ceiling": rate / ceil["patches_per_second"],
+        "operator_cpu_s_per_1000_releases": op_cpu * per_1000,
+        "apiserver_cpu_s_per_1000_releases": api_cpu * per_1000,
         "api_writes_per_released_pod": writes / released if released else 0.0,
         "release_patches_per_released_pod": release_writes / released if released else 0.0,
     }

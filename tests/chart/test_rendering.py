@@ -213,10 +213,11 @@ class TestOperator:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
-    def test_has_probes_and_resources(self) -> None:
+    def test_has_separate_liveness_and_readiness_probes_and_resources(self) -> None:
         container = operator_container(rendered())
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert container[probe]["httpGet"]["path"] == "/healthz"
+        paths = {p: container[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe")}
+        assert paths == {"startupProbe": "/livez", "livenessProbe": "/livez"}
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["resources"]["limits"]["memory"]
 
     def test_skips_the_same_namespaces_as_the_webhook_configuration(self) -> None:

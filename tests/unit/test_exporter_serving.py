@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -48,3 +50,34 @@ def test_healthz_follows_the_health_callback(
     assert get(server, "/healthz") == (200, "ok, state Open\n")
     health[0] = (False, "no sample for 30.0 s")
     assert get(server, "/healthz") == (503, "no sample for 30.0 s\n")
+
+
+def test_livez_and_the_healthz_alias_follow_liveness_and_readyz_follows_readiness() -> None:
+    reg = registry.CollectorRegistry(auto_describe=False)
+    ready = [(False, "no summary published yet")]
+    srv = serving.serve(reg, 0, lambda: (True, "ok"), host="127.0.0.1", ready=lambda: ready[0])
+    try:
+        assert get(srv, "/livez") == (200, "ok\n")
+        assert get(srv, "/healthz") == (200, "ok\n")
+        assert get(srv, "/readyz") == (503, "no summary published yet\n")
+        ready[0] = (True, "ok")
+        assert get(srv, "/readyz") == (200, "ok\n")
+    finally:
+        srv.stop()
+
+
+def test_a_client_that_sends_nothing_does_not_block_livez(server: serving.Server) -> None:
+    stalled = []
+    try:
+        for _ in range(3):
+            # Connected, half a request line, then silence: the single-threaded server
+            # waited on this socket and answered nobody else.
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(b"GET /metr")
+            stalled.append(s)
+        began = time.monotonic()
+        assert get(server, "/livez")[0] == 200
+        assert time.monotonic() - began < 1.0
+    finally:
+        for s in stalled:
+            s.close()

@@ -1,0 +1,3 @@
+module burstguard.local/loadgen
+
+go 1.22
