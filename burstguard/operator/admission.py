@@ -73,8 +73,11 @@ class AdmissionServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    async def start(self, *, host: str, port: int, certfile: str, keyfile: str) -> None:
-        """Listen on ``host:port`` with the given serving certificate."""
+    async def start(
+        self, *, host: str, port: int, certfile: str, keyfile: str, reuse_port: bool = False
+    ) -> None:
+        """Listen on ``host:port`` with the given serving certificate (``reuse_port``: share
+        the port with other replicas on this host)."""
         app = web.Application(client_max_size=8 * 2**20)
         app.router.add_post(MUTATE_PATH, self._mutate)
         app.router.add_get("/healthz", self._healthz)
@@ -82,7 +85,14 @@ class AdmissionServer:
         context.load_cert_chain(certfile, keyfile)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=context, reuse_address=True)
+        site = web.TCPSite(
+            self._runner,
+            host,
+            port,
+            ssl_context=context,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+        )
         await site.start()
         log.info("webhook listening on https://%s:%d%s", host, port, MUTATE_PATH)
 

@@ -1,7 +1,7 @@
 """The per-policy pacer loop and the janitor: gather a snapshot, call core, apply the plan.
 
-Each tick of :class:`PolicyLoop` (one per BurstPolicy, run by a kopf daemon, so only the
-active replica paces) does, with ``now`` read once:
+Each tick of :class:`PolicyLoop` (one per BurstPolicy, run by a kopf daemon on every replica
+but ticking only in the leader, see ``handlers.pace``) does, with ``now`` read once:
 
 1. steer: every node the policy owns goes through ``core.intake.steer`` (state machine with
    hysteresis); Enforce writes changed ``burstguard.io/intake`` labels, DryRun records the
@@ -11,7 +11,7 @@ active replica paces) does, with ``now`` read once:
 3. prepare (Enforce): ``core.requesting.plan`` -> preparation requests on short nodes;
 4. report: status (at most every ``status_interval_s``, only when changed) and metrics.
 
-:class:`Janitor` runs on every replica and is idempotent (its writes are guarded by the
+:class:`Janitor` sweeps only in the leader and is idempotent (its writes are guarded by the
 same ``test`` op): it releases gated pods whose policy is gone, invalid or DryRun, and
 removes intake labels from nodes no Enforce policy guards any more. Nothing here decides;
 decisions are the pure functions in ``core``.
@@ -504,9 +504,14 @@ class PolicyLoop:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
 
+    def abandon(self) -> None:
+        """Leadership ended: cancel the writes not yet sent (no second writer)."""
+        for task in list(self.tasks):
+            task.cancel()
+
 
 class Janitor:
-    """Releases orphaned gates and stale intake labels, reports unbound pins; any replica."""
+    """Releases orphaned gates and stale intake labels, reports unbound pins; leader only."""
 
     def __init__(self, rt: runtime_.Runtime) -> None:
         self.rt = rt
@@ -627,7 +632,8 @@ class Janitor:
         """Sweep forever (cancel to stop)."""
         while True:
             try:
-                await self.sweep()
+                if self.rt.leading():
+                    await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
