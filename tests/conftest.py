@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,16 @@ if TYPE_CHECKING:  # the kubernetes client takes a second to import: only cluste
 CLUSTER_TESTS = Path(__file__).parent / "cluster"
 REUSE_ENV = "BURSTGUARD_TEST_CLUSTER_DIR"
 GROUP_LABEL = "burstguard.test/group"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the chaos rows recorded in this run (``make chaos``) as one table."""
+    chaos = sys.modules.get("tests.cluster.chaos")
+    rows = getattr(chaos, "ROWS", None)
+    if chaos is None or not rows:
+        return
+    terminalreporter.section("chaos: faults during a 300-pod paced burst")
+    terminalreporter.write_line(chaos.table(rows))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
