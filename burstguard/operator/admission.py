@@ -59,11 +59,10 @@ class AdmissionServer:
                 log.debug("gated pod for policy %s", decision.policy)
         except Exception as exc:  # fail open, always answer
             log.warning("admission error, allowing unchanged: %s", exc)
-            uid = (body.get("request") or {}).get("uid", "") if isinstance(body, dict) else ""
             answer = {
-                "apiVersion": "admission.k8s.io/v1",
+                "apiVersion": gating.REVIEW_VERSION,
                 "kind": "AdmissionReview",
-                "response": {"uid": uid, "allowed": True},
+                "response": {"uid": gating.request_uid(body), "allowed": True},
             }
             result = "error"
         metrics.WEBHOOK_REQUESTS.labels(result).inc()
