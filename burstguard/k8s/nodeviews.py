@@ -37,6 +37,8 @@ class NodeRecord:
     """Ready and not cordoned."""
     taints: tuple[placement.Taint, ...] = ()
     """spec.taints."""
+    memory_bytes: int | None = None
+    """Allocatable memory, bytes (None when absent or unreadable)."""
 
     @property
     def intake(self) -> str | None:
@@ -84,12 +86,20 @@ class NodeStore:
                 cores = units.cpu_cores(cpu)
             except units.UnitError:
                 cores = None
+        memory = (status.get("allocatable") or {}).get("memory")
+        memory_bytes = None
+        if memory is not None:
+            try:
+                memory_bytes = units.quantity_bytes(memory)
+            except units.UnitError:
+                memory_bytes = None
         return NodeRecord(
             name=name,
             labels=dict(meta.get("labels") or {}),
             summary=summary,
             summary_error=error,
             cores=cores,
+            memory_bytes=memory_bytes,
             schedulable=_ready(status) and not (obj.get("spec") or {}).get("unschedulable"),
             taints=tuple(
                 placement.Taint(

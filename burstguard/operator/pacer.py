@@ -29,7 +29,7 @@ from typing import Any
 
 from burstguard.api import names, preparation
 from burstguard.api import policy as policy_api
-from burstguard.core import intake, nodestate, pacing, requesting, selection, shadow
+from burstguard.core import intake, nodestate, pacing, requesting, safety, selection, shadow
 from burstguard.exporter import operator_metrics as metrics
 from burstguard.k8s import apiclient, events, nodeviews, pods, policies
 from burstguard.operator import runtime as runtime_
@@ -391,6 +391,11 @@ class PolicyLoop:
 
     # -- status ------------------------------------------------------------------------------
 
+    def _node_memory(self, policy: policy_api.BurstPolicy) -> dict[str, int | None]:
+        nodes = self.rt.node_store.nodes
+        mine, _ = self._owned_nodes(policy)
+        return {n: nodes[n].memory_bytes for n in mine if n in nodes}
+
     def _ready(
         self, policy: policy_api.BurstPolicy, conflicts: selection.Conflicts
     ) -> dict[str, Any]:
@@ -399,6 +404,11 @@ class PolicyLoop:
             message = "; ".join(str(e) for e in policy.errors)[:1000]
         elif (msg := conflicts.message(policy.name)) is not None:
             status, reason, message = "False", "Conflict", msg
+        elif refused := safety.refusals(
+            policy.spec, tick_s=self.rt.options.tick_s, node_memory=self._node_memory(policy)
+        ):
+            status, reason = "False", refused[0].reason
+            message = "; ".join(r.message for r in refused)[:1000]
         else:
             status, reason = "True", "Pacing" if policy.spec.enforcing else "DryRun"
             message = (
