@@ -115,12 +115,13 @@ class TestWebhook:
             url=url, ca_pem=ca_pem, excluded_namespaces=["kube-system", NAMESPACE]
         )
         assert dev["metadata"]["name"] == chart["metadata"]["name"]
-        [chart_hook], [dev_hook] = chart["webhooks"], dev["webhooks"]
-        for hook in (chart_hook, dev_hook):
-            for expression in hook["namespaceSelector"]["matchExpressions"]:
-                expression["values"] = sorted(expression["values"])
-        # Every setting the development registration makes is the chart's.
-        assert {k: v for k, v in chart_hook.items() if k in dev_hook} == dev_hook
+        assert [h["name"] for h in chart["webhooks"]] == [h["name"] for h in dev["webhooks"]]
+        for chart_hook, dev_hook in zip(chart["webhooks"], dev["webhooks"], strict=True):
+            for hook in (chart_hook, dev_hook):
+                for expression in hook["namespaceSelector"]["matchExpressions"]:
+                    expression["values"] = sorted(expression["values"])
+            # Every setting the development registration makes is the chart's.
+            assert {k: v for k, v in chart_hook.items() if k in dev_hook} == dev_hook
 
     def test_excludes_kube_system_and_the_release_namespace(self) -> None:
         webhook = render.pick(rendered(), "MutatingWebhookConfiguration")["webhooks"][0]
