@@ -146,6 +146,13 @@ EXIT_NO_API: Final = 3
     help="Seconds between two attempts to take or renew the Lease.",
 )
 @click.option(
+    "--webhook-keepalive/--no-webhook-keepalive",
+    default=False,
+    show_default=True,
+    help="Keep apiserver connections open between reviews (a killed replica then fails "
+    "open the reviews sent down its idle connections).",
+)
+@click.option(
     "--webhook-shared-port/--no-webhook-shared-port",
     default=False,
     show_default=True,
@@ -187,6 +194,7 @@ def command(
     lease_duration: float,
     renew_deadline: float,
     retry_period: float,
+    webhook_keepalive: bool,
     webhook_shared_port: bool,
     install_crd: bool,
     log_format: str,
@@ -240,6 +248,7 @@ def command(
         lease_name=lease_name,
         identity=identity,
         lease_timing=timing,
+        webhook_keepalive=webhook_keepalive,
         webhook_shared_port=webhook_shared_port,
     )
     try:

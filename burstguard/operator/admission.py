@@ -40,7 +40,14 @@ class AdmissionServer:
         policies: Callable[[], Sequence[policy_api.BurstPolicy]],
         namespace_labels: Callable[[str], Mapping[str, str]],
         excluded_namespaces: frozenset[str],
+        keepalive: bool = False,
     ) -> None:
+        """``keepalive`` False answers every review with ``Connection: close``. The apiserver
+        keeps idle connections to a webhook and, when the replica behind them is killed, sends
+        the next reviews down them: each fails (reset, broken pipe) and, with failurePolicy
+        Ignore, admits the pod ungated; a POST is not retried. A fresh connection per review
+        reaches a live replica; the cost is one loopback/cluster TLS handshake per pod."""
+        self._keepalive = keepalive
         self._policies = policies
         self._namespace_labels = namespace_labels
         self._excluded = excluded_namespaces
@@ -67,7 +74,10 @@ class AdmissionServer:
             result = "error"
         metrics.WEBHOOK_REQUESTS.labels(result).inc()
         metrics.WEBHOOK_DURATION.observe(time.perf_counter() - started)
-        return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
+        response = web.Response(body=json.dumps(answer).encode(), content_type="application/json")
+        if not self._keepalive:
+            response.force_close()
+        return response
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -69,6 +69,8 @@ class Options:
     identity: str = ""
     """This replica's holder identity (pod name); empty: hostname and pid."""
     lease_timing: leadership.Timing = field(default_factory=leadership.Timing)
+    webhook_keepalive: bool = False
+    """Keep connections from the apiserver open between reviews (see AdmissionServer)."""
     webhook_shared_port: bool = False
     """Let several replicas on one host listen on one webhook port (SO_REUSEPORT); the
     kernel spreads connections over them as a Service spreads them over pods."""
@@ -246,6 +248,7 @@ class Runtime:
             policies=self.ordered_policies,
             namespace_labels=self.namespace_store.get,
             excluded_namespaces=frozenset(o.excluded_namespaces),
+            keepalive=o.webhook_keepalive,
         )
         await self.server.start(
             host=o.webhook_host,
