@@ -309,17 +309,23 @@ class Scenario:
         *,
         note: str = "",
         after: Callable[[], None] | None = None,
+        fault_after_released: int | None = None,
+        settle_s: float = 0.0,
     ) -> Outcome:
         """Create the burst, call ``inject`` once ``fault_after_released`` pods are released
-        (it returns when the fault ended, ``time.time()``), wait for every release, measure."""
+        (it returns when the fault ended, ``time.time()``), wait for every release, measure.
+
+        ``settle_s``: releases seen this soon after the fault ended are not counted as
+        recovery (a killed leader's patches already on the wire land just after the kill)."""
+        least = self.fault_after_released if fault_after_released is None else fault_after_released
         core = k8s_client.CoreV1Api(self.api)
         started = time.time()
         burst = Burst(self.kubeconfig, self.namespace, self.run, self.selector, self.pods)
         with operating.PodTimeline(self.api, self.namespace) as timeline:
             burst.start()
             wait_for(
-                f"{self.fault_after_released} pods released before the fault",
-                lambda: released_count(timeline) >= self.fault_after_released,
+                f"{least} pods released before the fault",
+                lambda: released_count(timeline) >= least,
                 timeout_s=90,
             )
             fault_end = inject()
@@ -352,7 +358,7 @@ class Scenario:
             for name, at in releases.items()
             if name in created_at and at - created_at[name] > limit
         )
-        after_fault = [t for t in releases.values() if t >= fault_end]
+        after_fault = [t for t in releases.values() if t >= fault_end + settle_s]
         recovery = (min(after_fault) - fault_end) if after_fault else None
         row = Row(
             fault=fault,
