@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup deps venv lint test test-unit test-node test-cluster test-chart test-lab fmt bpf-check kube
+.PHONY: setup deps venv lint test test-unit test-node test-cluster test-chart test-lab test-fuzz chaos fmt bpf-check kube
 
 ## setup: install system packages and toolchains (.ci/setup.d/*.sh), then the Python venv
 setup: deps venv
@@ -29,8 +29,17 @@ fmt:
 	$(BIN)/ruff check --fix burstguard tests
 
 ## test: the whole suite (lint, then every test layer). This is the command CI runs.
+## The chaos layer runs only its leader kill here; `make chaos` runs every fault.
 test: lint
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests -m "not chaos"
+
+## chaos: every fault during a paced burst on the real control plane, then the table of rows
+chaos:
+	$(BIN)/pytest tests/cluster/test_chaos.py
+
+## test-fuzz: the fuzz targets alone (hypothesis, fixed example counts; also in make test)
+test-fuzz:
+	$(BIN)/pytest -m fuzz tests
 
 test-unit:
 	$(BIN)/pytest tests/unit

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,15 +37,33 @@ if TYPE_CHECKING:  # the kubernetes client takes a second to import: only cluste
     from kubernetes import client as k8s_client
 
 CLUSTER_TESTS = Path(__file__).parent / "cluster"
+FUZZ_TESTS = Path(__file__).parent / "fuzz"
 REUSE_ENV = "BURSTGUARD_TEST_CLUSTER_DIR"
 GROUP_LABEL = "burstguard.test/group"
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fuzz example counts and the chaos rows recorded in this run."""
+    fuzz = sys.modules.get("tests.fuzz.counting")
+    if fuzz is not None and fuzz.COUNTS:
+        terminalreporter.section("fuzz: examples run per target")
+        for line in fuzz.summary():
+            terminalreporter.write_line(line)
+    chaos = sys.modules.get("tests.cluster.chaos")
+    rows = getattr(chaos, "ROWS", None)
+    if chaos is None or not rows:
+        return
+    terminalreporter.section("chaos: faults during a 300-pod paced burst")
+    terminalreporter.write_line(chaos.table(rows))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/cluster/ with ``cluster``."""
+    """Mark every test under tests/cluster/ with ``cluster``, under tests/fuzz/ with ``fuzz``."""
     for item in items:
         if item.path.is_relative_to(CLUSTER_TESTS):
             item.add_marker(pytest.mark.cluster)
+        if item.path.is_relative_to(FUZZ_TESTS):
+            item.add_marker(pytest.mark.fuzz)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Final
 
 import click
 
+from burstguard.core import leadership
 from burstguard.operator import main as operator_main
 from burstguard.operator import runtime
 
@@ -109,15 +110,60 @@ EXIT_NO_API: Final = 3
     help="An Event for every paced release (one more API write per pod).",
 )
 @click.option(
-    "--standalone/--peering",
-    default=False,
+    "--leader-elect/--standalone",
+    default=True,
     show_default=True,
-    help="Run without kopf peering (only for a single process).",
+    help="Elect one writer among replicas by a Lease; --standalone: this one process writes.",
 )
 @click.option(
-    "--peering-name", default="burstguard", show_default=True, help="kopf peering object name."
+    "--lease-namespace",
+    default=lambda: os.environ.get("POD_NAMESPACE", "default"),
+    show_default="$POD_NAMESPACE or default",
+    help="Namespace of the leader Lease.",
 )
-@click.option("--priority", type=int, default=0, show_default=True, help="kopf peering priority.")
+@click.option(
+    "--lease-name", default="burstguard-operator", show_default=True, help="Leader Lease name."
+)
+@click.option(
+    "--identity",
+    default=lambda: os.environ.get("POD_NAME", ""),
+    show_default="$POD_NAME or host-pid",
+    help="This replica's Lease holder identity.",
+)
+@click.option(
+    "--lease-duration",
+    type=click.FloatRange(min=1, min_open=False),
+    default=15.0,
+    show_default=True,
+    help="Seconds a standby waits after the Lease last changed before taking it.",
+)
+@click.option(
+    "--renew-deadline",
+    type=click.FloatRange(min=0.5),
+    default=10.0,
+    show_default=True,
+    help="Seconds the leader keeps writing without a successful renewal.",
+)
+@click.option(
+    "--retry-period",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between two attempts to take or renew the Lease.",
+)
+@click.option(
+    "--webhook-keepalive/--no-webhook-keepalive",
+    default=False,
+    show_default=True,
+    help="Keep apiserver connections open between reviews (a killed replica then fails "
+    "open the reviews sent down its idle connections).",
+)
+@click.option(
+    "--webhook-shared-port/--no-webhook-shared-port",
+    default=False,
+    show_default=True,
+    help="Share the webhook port with other replicas on this host (SO_REUSEPORT; dev/tests).",
+)
 @click.option(
     "--install-crd/--no-install-crd",
     default=False,
@@ -148,9 +194,15 @@ def command(
     status_interval: float,
     release_concurrency: int,
     routine_release_events: bool,
-    standalone: bool,
-    peering_name: str,
-    priority: int,
+    leader_elect: bool,
+    lease_namespace: str,
+    lease_name: str,
+    identity: str,
+    lease_duration: float,
+    renew_deadline: float,
+    retry_period: float,
+    webhook_keepalive: bool,
+    webhook_shared_port: bool,
     install_crd: bool,
     log_format: str,
     verbose: bool,
@@ -176,6 +228,14 @@ def command(
     if path:
         # kopf.login_with_kubeconfig (operator.handlers.login) reads $KUBECONFIG.
         os.environ["KUBECONFIG"] = path
+    try:
+        timing = leadership.Timing(
+            lease_duration_s=lease_duration,
+            renew_deadline_s=renew_deadline,
+            retry_period_s=retry_period,
+        )
+    except leadership.TimingError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lease-duration/--renew-deadline") from exc
     options = runtime.Options(
         kubeconfig=path,
         webhook_host=webhook_host,
@@ -191,13 +251,17 @@ def command(
         status_interval_s=status_interval,
         release_concurrency=release_concurrency,
         routine_release_events=routine_release_events,
+        leader_elect=leader_elect,
+        lease_namespace=lease_namespace,
+        lease_name=lease_name,
+        identity=identity,
+        lease_timing=timing,
+        webhook_keepalive=webhook_keepalive,
+        webhook_shared_port=webhook_shared_port,
     )
     try:
         operator_main.run(
             options,
-            standalone=standalone,
-            peering_name=peering_name,
-            priority=priority,
             log_json=log_format == "json",
             verbose=verbose,
             install_crd=install_crd,

@@ -246,14 +246,23 @@ def review(
     ordered_policies: Sequence[policy_api.BurstPolicy],
     excluded_namespaces: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], Decision]:
-    """Answer an AdmissionReview (admission.k8s.io/v1); always allows, maybe with a patch."""
-    request = body.get("request") or {}
-    uid = request.get("uid", "")
+    """Answer an AdmissionReview (admission.k8s.io/v1); always allows, maybe with a patch.
+
+    The answer is well-formed whatever the body holds: a request or kind of the wrong type
+    reads as "not a pod CREATE", a uid that is not a string as empty, and the apiVersion is
+    the one version the webhook configuration offers (found by fuzzing: echoing the body's
+    apiVersion answered ``""`` to a body that said so).
+    """
+    raw_request = body.get("request") if isinstance(body, Mapping) else None
+    request: Mapping[str, Any] = raw_request if isinstance(raw_request, Mapping) else {}
+    uid = request_uid(body)
     decision = Decision(None, reason="not a pod CREATE")
     pod = request.get("object")
+    kind = request.get("kind")
     if (
         request.get("operation") == "CREATE"
-        and (request.get("kind") or {}).get("kind") == "Pod"
+        and isinstance(kind, Mapping)
+        and kind.get("kind") == "Pod"
         and isinstance(pod, Mapping)
         and not request.get("subResource")
     ):
@@ -270,7 +279,17 @@ def review(
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(list(decision.ops)).encode()).decode()
     return {
-        "apiVersion": body.get("apiVersion", "admission.k8s.io/v1"),
+        "apiVersion": REVIEW_VERSION,
         "kind": "AdmissionReview",
         "response": response,
     }, decision
+
+
+REVIEW_VERSION = "admission.k8s.io/v1"
+
+
+def request_uid(body: Any) -> str:
+    """The review's request uid, or "" when the body has none of the right type."""
+    request = body.get("request") if isinstance(body, Mapping) else None
+    uid = request.get("uid") if isinstance(request, Mapping) else None
+    return uid if isinstance(uid, str) else ""

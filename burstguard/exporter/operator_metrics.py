@@ -16,6 +16,16 @@ from burstguard.exporter import names
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
+LEADER: Final = Gauge(
+    names.OP_LEADER,
+    "1 while this replica holds the leader Lease (runs the pacer, janitor and label writer).",
+    registry=REGISTRY,
+)
+DUPLICATE_RELEASES: Final = Counter(
+    names.OP_DUPLICATE_RELEASES,
+    "Release patches that found the gate already removed (a second writer or a lost answer).",
+    registry=REGISTRY,
+)
 GATED_PODS: Final = Gauge(
     names.OP_GATED_PODS,
     "Pods carrying burstguard's scheduling gate.",

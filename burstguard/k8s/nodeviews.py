@@ -43,6 +43,8 @@ class NodeRecord:
     """Decoded ``burstguard.io/prepare-ack``; None when absent or undecodable."""
     ack_error: str = ""
     """Why ``ack`` is None ("" when there is none or it decoded)."""
+    memory_bytes: int | None = None
+    """Allocatable memory, bytes (None when absent or unreadable)."""
 
     @property
     def intake(self) -> str | None:
@@ -110,12 +112,20 @@ class NodeStore:
                 cores = units.cpu_cores(cpu)
             except units.UnitError:
                 cores = None
+        memory = (status.get("allocatable") or {}).get("memory")
+        memory_bytes = None
+        if memory is not None:
+            try:
+                memory_bytes = units.quantity_bytes(memory)
+            except units.UnitError:
+                memory_bytes = None
         return NodeRecord(
             name=name,
             labels=dict(meta.get("labels") or {}),
             summary=summary,
             summary_error=error,
             cores=cores,
+            memory_bytes=memory_bytes,
             schedulable=_ready(status) and not (obj.get("spec") or {}).get("unschedulable"),
             taints=tuple(
                 placement.Taint(

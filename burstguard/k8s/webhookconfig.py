@@ -20,6 +20,8 @@ PATH: Final = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfiguratio
 NAME: Final = "burstguard"
 WEBHOOK_NAME: Final = "pods.burstguard.io"
 DEFAULT_TIMEOUT_S: Final = 2
+DEFAULT_CALLS: Final = 2
+"""Identical webhook entries (see ``call_names``)."""
 """Webhook call timeout, seconds (the apiserver then admits the pod ungated)."""
 
 
@@ -29,6 +31,7 @@ def manifest(
     ca_pem: bytes,
     excluded_namespaces: Sequence[str],
     timeout_s: int = DEFAULT_TIMEOUT_S,
+    calls: int = DEFAULT_CALLS,
 ) -> dict[str, Any]:
     """The configuration object for a URL-addressed webhook."""
     return {
@@ -37,7 +40,7 @@ def manifest(
         "metadata": {"name": NAME, "labels": {"app.kubernetes.io/name": "burstguard"}},
         "webhooks": [
             {
-                "name": WEBHOOK_NAME,
+                "name": name,
                 "admissionReviewVersions": ["v1"],
                 "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
                 "rules": [
@@ -64,8 +67,23 @@ def manifest(
                     ]
                 },
             }
+            for name in call_names(calls)
         ],
     }
+
+
+def call_names(calls: int) -> list[str]:
+    """Names of the ``calls`` identical webhook entries (the chart's ``webhook.calls``).
+
+    Registering the webhook twice makes a call lost with a replica killed mid-request (the
+    apiserver fails open and does not retry a POST on a reset connection) be made again on a
+    fresh connection; the gate patch is idempotent, so the second call of a gated pod is a
+    no-op.
+    """
+    return [
+        WEBHOOK_NAME if i == 0 else WEBHOOK_NAME.replace("pods.", f"pods-{i + 1}.")
+        for i in range(calls)
+    ]
 
 
 async def ensure(api: apiclient.Api, body: dict[str, Any]) -> None:

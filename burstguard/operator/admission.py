@@ -85,8 +85,16 @@ class AdmissionServer:
         namespace_labels: Callable[[str], Mapping[str, str]],
         excluded_namespaces: frozenset[str],
         decide: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+        keepalive: bool = False,
     ) -> None:
-        """``decide`` replaces the gating decision (the benchmark's null webhook)."""
+        """``decide`` replaces the gating decision (the benchmark's null webhook).
+
+        ``keepalive`` False answers every review with ``Connection: close``. The apiserver
+        keeps idle connections to a webhook and, when the replica behind them is killed, sends
+        the next reviews down them: each fails (reset, broken pipe) and, with failurePolicy
+        Ignore, admits the pod ungated; a POST is not retried. A fresh connection per review
+        reaches a live replica; the cost is one loopback/cluster TLS handshake per pod."""
+        self._keepalive = keepalive
         self._policies = policies
         self._namespace_labels = namespace_labels
         self._excluded = excluded_namespaces
@@ -130,14 +138,17 @@ class AdmissionServer:
         except Exception as exc:  # fail open, always answer
             log.warning("admission error, allowing unchanged: %s", exc)
             answer = {
-                "apiVersion": REVIEW_API_VERSION,
+                "apiVersion": gating.REVIEW_VERSION,
                 "kind": "AdmissionReview",
-                "response": {"uid": body["request"]["uid"], "allowed": True},
+                "response": {"uid": gating.request_uid(body), "allowed": True},
             }
             result = "error"
         metrics.WEBHOOK_REQUESTS.labels(result).inc()
         metrics.WEBHOOK_DURATION.observe(time.perf_counter() - started)
-        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+        response = web.Response(body=orjson.dumps(answer), content_type="application/json")
+        if not self._keepalive:
+            response.force_close()
+        return response
 
     async def _livez(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -158,7 +169,7 @@ class AdmissionServer:
             if self.tls is not None:
                 self.tls.poll()
 
-    async def _listen(self, host: str, port: int) -> None:
+    async def _listen(self, host: str, port: int, reuse_port: bool = False) -> None:
         assert self.tls is not None
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(MUTATE_PATH, self._mutate)
@@ -167,18 +178,30 @@ class AdmissionServer:
         app.router.add_get("/readyz", self._readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=self.tls.context, reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            host,
+            port,
+            ssl_context=self.tls.context,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+        )
         await site.start()
         self._runner = runner
         self._poller = asyncio.get_running_loop().create_task(self._poll_certificate())
 
     def _serve(
-        self, host: str, port: int, started: threading.Event, errors: list[BaseException]
+        self,
+        host: str,
+        port: int,
+        reuse_port: bool,
+        started: threading.Event,
+        errors: list[BaseException],
     ) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            loop.run_until_complete(self._listen(host, port))
+            loop.run_until_complete(self._listen(host, port, reuse_port))
         except BaseException as exc:
             errors.append(exc)
             started.set()
@@ -204,20 +227,25 @@ class AdmissionServer:
         keyfile: str,
         client_ca: str | None = None,
         own_thread: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         """Listen on ``host:port`` with the given serving certificate (reloaded on change).
 
         ``client_ca``: require client certificates signed by it (the apiserver's, mTLS).
         ``own_thread=False`` serves on the caller's event loop (the benchmark's comparison).
+        ``reuse_port``: share the port with other replicas on this host.
         """
         self.tls = tlsreloading.ReloadingCertificate(certfile, keyfile, client_ca)
         if not own_thread:
-            await self._listen(host, port)
+            await self._listen(host, port, reuse_port)
             return
         started = threading.Event()
         errors: list[BaseException] = []
         self._thread = threading.Thread(
-            target=self._serve, args=(host, port, started, errors), name="webhook", daemon=True
+            target=self._serve,
+            args=(host, port, reuse_port, started, errors),
+            name="webhook",
+            daemon=True,
         )
         self._thread.start()
         await asyncio.to_thread(started.wait)

@@ -1,7 +1,9 @@
 """kopf wiring: start-up, clean-up, and one pacer daemon per BurstPolicy.
 
-kopf gives burstguard peering (exactly one active pacer: a standby operator's daemons are
-stopped while another holds priority) and the daemon lifecycle per policy. It is not used
+kopf gives burstguard the daemon lifecycle per policy; it runs without kopf's peering on every
+replica, and a daemon ticks only while its replica holds the leader Lease
+(``operator.leadership``), so there is exactly one writer however many replicas serve the
+webhook. It is not used
 for pods or nodes: those come from the runtime's own informers, so there is no kopf
 handler per pod. kopf's daemons put a finalizer on each BurstPolicy so they can be stopped
 cleanly; deleting a policy while the operator is down waits until it is back (or the
@@ -64,17 +66,30 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.daemon(names.GROUP, names.VERSION, names.POLICY_PLURAL, cancellation_timeout=10.0)
 async def pace(name: str, memo: kopf.Memo, stopped: Any, **_: Any) -> None:
-    """Pace (Enforce) or shadow (DryRun) one policy until it is deleted or kopf pauses."""
+    """Pace (Enforce) or shadow (DryRun) one policy while leading, until it is deleted.
+
+    A loop starts fresh at each term (its memory of earlier releases may be stale: another
+    leader worked in between) and is abandoned, its unsent writes cancelled, the first tick
+    this replica no longer leads.
+    """
     rt: runtime_.Runtime = memo["runtime"]
-    loop = pacer.PolicyLoop(name, rt)
-    log.info("pacer for policy %s started", name)
+    loop: pacer.PolicyLoop | None = None
     try:
         while not stopped:
-            try:
-                await loop.tick()
-            except Exception as exc:  # a bad tick must not kill the pacer
-                log.exception("pacer tick of %s failed: %s", name, exc)
+            if rt.leading():
+                if loop is None:
+                    loop = pacer.PolicyLoop(name, rt)
+                    log.info("pacer for policy %s started", name)
+                try:
+                    await loop.tick()
+                except Exception as exc:  # a bad tick must not kill the pacer
+                    log.exception("pacer tick of %s failed: %s", name, exc)
+            elif loop is not None:
+                loop.abandon()
+                loop = None
+                log.info("pacer for policy %s paused: not the leader", name)
             await asyncio.sleep(rt.options.tick_s)
     finally:
-        await loop.close()
+        if loop is not None:
+            await loop.close()
         log.info("pacer for policy %s stopped", name)

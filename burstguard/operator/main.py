@@ -2,8 +2,8 @@
 
 ``run`` is what ``burstguard operator`` calls. Logs are structured (kopf's JSON format,
 one object per line, which also carries burstguard's own loggers) unless plain text is
-asked for. Peering is on by default under the name ``burstguard`` (the chart installs
-kopf's peering CRD); ``standalone`` turns it off for single-process development.
+asked for. kopf runs standalone (no peering) on every replica: which replica writes is
+decided by the leader Lease (``operator.leadership``), not by kopf.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ async def install_crds(kubeconfig: str | None) -> list[str]:
 def run(
     options: runtime.Options,
     *,
-    standalone: bool,
-    peering_name: str,
-    priority: int,
     log_json: bool,
     verbose: bool,
     install_crd: bool,
@@ -49,9 +46,6 @@ def run(
         logging.getLogger(__name__).info("installed CRDs %s", ", ".join(names))
     kopf.run(
         clusterwide=True,
-        standalone=standalone,
-        # A peering name makes kopf's peering mandatory, even when standalone.
-        peering_name=None if standalone else peering_name,
-        priority=priority,
+        standalone=True,
         memo=kopf.Memo(options=options),
     )

@@ -1,7 +1,7 @@
 """The per-policy pacer loop and the janitor: gather a snapshot, call core, apply the plan.
 
-Each tick of :class:`PolicyLoop` (one per BurstPolicy, run by a kopf daemon, so only the
-active replica paces) does, with ``now`` read once:
+Each tick of :class:`PolicyLoop` (one per BurstPolicy, run by a kopf daemon on every replica
+but ticking only in the leader, see ``handlers.pace``) does, with ``now`` read once:
 
 1. steer: every node the policy owns goes through ``core.intake.steer`` (state machine with
    hysteresis); Enforce writes changed ``burstguard.io/intake`` labels, DryRun records the
@@ -11,7 +11,7 @@ active replica paces) does, with ``now`` read once:
 3. prepare (Enforce): ``core.requesting.plan`` -> preparation requests on short nodes;
 4. report: status (at most every ``status_interval_s``, only when changed) and metrics.
 
-:class:`Janitor` runs on every replica and is idempotent (its writes are guarded by the
+:class:`Janitor` sweeps only in the leader and is idempotent (its writes are guarded by the
 same ``test`` op): it releases gated pods whose policy is gone, invalid or DryRun or does
 not select them (a pod can set burstguard's gate and annotation on itself: the annotation
 is a cache of the webhook's decision, re-checked by ``core.selection.refusal``), and
@@ -30,7 +30,7 @@ from typing import Any
 
 from burstguard.api import names, preparation
 from burstguard.api import policy as policy_api
-from burstguard.core import intake, nodestate, pacing, requesting, selection, shadow
+from burstguard.core import intake, nodestate, pacing, requesting, safety, selection, shadow
 from burstguard.exporter import operator_metrics as metrics
 from burstguard.k8s import apiclient, events, nodeviews, pods, policies
 from burstguard.operator import runtime as runtime_
@@ -424,6 +424,11 @@ class PolicyLoop:
 
     # -- status ------------------------------------------------------------------------------
 
+    def _node_memory(self, policy: policy_api.BurstPolicy) -> dict[str, int | None]:
+        nodes = self.rt.node_store.nodes
+        mine, _ = self._owned_nodes(policy)
+        return {n: nodes[n].memory_bytes for n in mine if n in nodes}
+
     def _ready(
         self, policy: policy_api.BurstPolicy, conflicts: selection.Conflicts
     ) -> dict[str, Any]:
@@ -432,6 +437,11 @@ class PolicyLoop:
             message = "; ".join(str(e) for e in policy.errors)[:1000]
         elif (msg := conflicts.message(policy.name)) is not None:
             status, reason, message = "False", "Conflict", msg
+        elif refused := safety.refusals(
+            policy.spec, tick_s=self.rt.options.tick_s, node_memory=self._node_memory(policy)
+        ):
+            status, reason = "False", refused[0].reason
+            message = "; ".join(r.message for r in refused)[:1000]
         else:
             status, reason = "True", "Pacing" if policy.spec.enforcing else "DryRun"
             message = (
@@ -537,9 +547,14 @@ class PolicyLoop:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
 
+    def abandon(self) -> None:
+        """Leadership ended: cancel the writes not yet sent (no second writer)."""
+        for task in list(self.tasks):
+            task.cancel()
+
 
 class Janitor:
-    """Releases orphaned gates and stale intake labels, reports unbound pins; any replica."""
+    """Releases orphaned gates and stale intake labels, reports unbound pins; leader only."""
 
     def __init__(self, rt: runtime_.Runtime) -> None:
         self.rt = rt
@@ -662,7 +677,8 @@ class Janitor:
         """Sweep forever (cancel to stop)."""
         while True:
             try:
-                await self.sweep()
+                if self.rt.leading():
+                    await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

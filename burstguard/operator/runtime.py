@@ -3,8 +3,9 @@
 One process-wide :class:`Runtime` is created at kopf start-up and handed to every handler
 through kopf's memo. It owns the informers (pods, nodes, namespaces, policies: list+watch,
 compact records, no kopf handler per object), the webhook server, and the metrics server.
-The webhook and the janitor work from these stores on any replica; the per-policy pacers
-run only where kopf's peering lets the policy daemons run (exactly one active pacer).
+The webhook works from these stores on every replica; the per-policy pacers, the janitor
+and the label writer work only while this replica holds the leader Lease (``leading``), and
+every gate release asks again right before its patch is sent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,10 +22,11 @@ from pathlib import Path
 from typing import Final
 
 from burstguard.api import policy as policy_api
-from burstguard.core import pacing, selection, shadow
+from burstguard.core import leadership, pacing, selection, shadow
 from burstguard.exporter import operator_metrics as metrics
 from burstguard.k8s import apiclient, namespaces, nodeviews, pods, policies, watching, webhookconfig
 from burstguard.operator import admission, certificates
+from burstguard.operator import leadership as election
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,19 @@ class Options:
     """Release patches in flight at once."""
     routine_release_events: bool = False
     """Post an Event for every routine release (costs one more write per pod)."""
+    leader_elect: bool = True
+    """Take part in the Lease election; False: this single process always leads."""
+    lease_namespace: str = "default"
+    """Namespace of the leader Lease (the chart's release namespace)."""
+    lease_name: str = "burstguard-operator"
+    identity: str = ""
+    """This replica's holder identity (pod name); empty: hostname and pid."""
+    lease_timing: leadership.Timing = field(default_factory=leadership.Timing)
+    webhook_keepalive: bool = False
+    """Keep connections from the apiserver open between reviews (see AdmissionServer)."""
+    webhook_shared_port: bool = False
+    """Let several replicas on one host listen on one webhook port (SO_REUSEPORT); the
+    kernel spreads connections over them as a Service spreads them over pods."""
 
 
 @dataclass
@@ -88,10 +105,19 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     informers: list[watching.Informer] = field(default_factory=list)
     server: admission.AdmissionServer | None = None
+    elector: election.Elector | None = None
     shadow_results: dict[str, shadow.WouldHave] = field(default_factory=dict)
     refusals: dict[str, tuple[pods.PodRecord, int, int, str | None]] = field(default_factory=dict)
     """Pod -> (record, policy version, namespace version, :meth:`refusal`): recomputed only
     when the pod, a policy or a namespace changed (10k gated pods, ten ticks a second)."""
+
+    def leading(self) -> bool:
+        """Whether this replica may write (release, label, prepare, status) right now."""
+        return self.elector is None or self.elector.leading()
+
+    def _forget_releases(self) -> None:
+        """A new term starts from the watch alone: another leader may have released since."""
+        self.pending_releases.clear()
 
     def ordered_policies(self) -> list[policy_api.BurstPolicy]:
         """Valid policies, oldest first."""
@@ -174,6 +200,9 @@ class Runtime:
         self.releasing.add(rec.key)
         try:
             async with self.release_slots:
+                if not self.leading():  # leadership ended while the patch waited for a slot
+                    self.pending_releases.pop(rec.key, None)
+                    return "not-leader"
                 result = await pods.release(self.api, rec, node)
         except BaseException:
             self.pending_releases.pop(rec.key, None)
@@ -181,6 +210,9 @@ class Runtime:
         finally:
             self.releasing.discard(rec.key)
         metrics.API_WRITES.labels("release").inc()
+        if result == "ungated":
+            metrics.DUPLICATE_RELEASES.inc()
+            log.warning("duplicate release patch: %s had no gate left", rec.key)
         if rec.key in self.pending_releases:
             self.pending_releases[rec.key] = time.time()
         return result
@@ -192,7 +224,9 @@ class Runtime:
         self.pending_releases.pop(rec.key, None)
 
     async def start(self) -> None:
-        """Start informers, wait for their first list, then serve the webhook and metrics."""
+        """Start informers, wait for their first list, then serve the webhook and metrics
+        and take part in the election."""
+        o = self.options
         self.release_slots = asyncio.Semaphore(self.options.release_concurrency)
         self.pod_store.on_new.append(self._on_new_pod)
         self.pod_store.on_gone.append(self._on_gone_pod)
@@ -228,6 +262,19 @@ class Runtime:
         await self._start_webhook()
         if self.options.metrics_port is not None:
             metrics.serve(self.options.metrics_port)
+        if o.leader_elect:
+            # Only now: a replica leads only with synced stores to decide from.
+            self.elector = election.Elector(
+                api=self.api,
+                namespace=o.lease_namespace,
+                name=o.lease_name,
+                identity=o.identity or f"{socket.gethostname()}-{os.getpid()}",
+                timing=o.lease_timing,
+            )
+            self.elector.on_won.append(self._forget_releases)
+            self.tasks.append(asyncio.create_task(self.elector.run(), name="election"))
+        else:
+            metrics.LEADER.set(1)
         log.info(
             "operator ready: %d pods, %d nodes, %d policies",
             len(self.pod_store.pods),
@@ -243,6 +290,7 @@ class Runtime:
             policies=self.ordered_policies,
             namespace_labels=self.namespace_store.get,
             excluded_namespaces=frozenset(o.excluded_namespaces),
+            keepalive=o.webhook_keepalive,
         )
         await self.server.start(
             host=o.webhook_host,
@@ -250,6 +298,7 @@ class Runtime:
             certfile=str(files.cert),
             keyfile=str(files.key),
             client_ca=o.webhook_client_ca,
+            reuse_port=o.webhook_shared_port,
         )
         if o.register_webhook:
             body = webhookconfig.manifest(
@@ -262,7 +311,10 @@ class Runtime:
             log.info("registered MutatingWebhookConfiguration %s", webhookconfig.NAME)
 
     async def stop(self) -> None:
-        """Stop serving and watching (the webhook configuration stays: it fails open)."""
+        """Hand the Lease back, stop serving and watching (the webhook configuration stays:
+        it fails open, and the other replicas still serve it)."""
+        if self.elector is not None:
+            await self.elector.release()
         if self.server is not None:
             await self.server.stop()
         for task in self.tasks:

@@ -117,7 +117,7 @@ class Release:
         self.namespace = namespace
         self.name = f"bg-{uuid.uuid4().hex[:8]}"
         pinned: Json = {
-            "operator": {"nodeSelector": nodes.selector, "peeringName": self.name},
+            "operator": {"nodeSelector": nodes.selector},
             "agent": {"nodeSelector": nodes.selector},
             "webhook": {
                 "namespaceSelectorExpressions": [
@@ -651,7 +651,7 @@ class TestHelmLifecycle:
         values.write_text(
             yaml.safe_dump(
                 {
-                    "operator": {"nodeSelector": nodes.selector, "peeringName": name},
+                    "operator": {"nodeSelector": nodes.selector},
                     "agent": {"nodeSelector": nodes.selector},
                     "webhook": {
                         "namespaceSelectorExpressions": [

@@ -115,12 +115,13 @@ class TestWebhook:
             url=url, ca_pem=ca_pem, excluded_namespaces=["kube-system", NAMESPACE]
         )
         assert dev["metadata"]["name"] == chart["metadata"]["name"]
-        [chart_hook], [dev_hook] = chart["webhooks"], dev["webhooks"]
-        for hook in (chart_hook, dev_hook):
-            for expression in hook["namespaceSelector"]["matchExpressions"]:
-                expression["values"] = sorted(expression["values"])
-        # Every setting the development registration makes is the chart's.
-        assert {k: v for k, v in chart_hook.items() if k in dev_hook} == dev_hook
+        assert [h["name"] for h in chart["webhooks"]] == [h["name"] for h in dev["webhooks"]]
+        for chart_hook, dev_hook in zip(chart["webhooks"], dev["webhooks"], strict=True):
+            for hook in (chart_hook, dev_hook):
+                for expression in hook["namespaceSelector"]["matchExpressions"]:
+                    expression["values"] = sorted(expression["values"])
+            # Every setting the development registration makes is the chart's.
+            assert {k: v for k, v in chart_hook.items() if k in dev_hook} == dev_hook
 
     def test_excludes_kube_system_and_the_release_namespace(self) -> None:
         webhook = render.pick(rendered(), "MutatingWebhookConfiguration")["webhooks"][0]
@@ -200,11 +201,6 @@ class TestWebhook:
 
 
 class TestOperator:
-    def test_runs_one_replica_replaced_not_rolled(self) -> None:
-        deployment = render.pick(rendered(), "Deployment")
-        assert deployment["spec"]["replicas"] == 1
-        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-
     def test_runs_non_root_on_a_read_only_root_filesystem_without_capabilities(self) -> None:
         spec = render.pick(rendered(), "Deployment")["spec"]["template"]["spec"]
         container = spec["containers"][0]
@@ -232,12 +228,20 @@ class TestOperator:
         assert sorted(flags) == sorted(expression["values"])
         assert set(flags) == {"kube-system", "batch-infra", NAMESPACE}
 
-    def test_runs_with_kopf_peering_on_the_peering_object_the_chart_creates(self) -> None:
+    def test_two_replicas_elect_a_leader_by_lease_and_roll_without_a_gap(self) -> None:
         docs = rendered()
-        peering = render.pick(docs, "ClusterKopfPeering")
+        deployment = render.pick(docs, "Deployment", "burstguard-operator")
+        spec = deployment["spec"]
+        assert spec["replicas"] == 2
+        assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
         args = operator_container(docs)["args"]
-        assert "--peering" in args
-        assert f"--peering-name={peering['metadata']['name']}" in args
+        assert "--leader-elect" in args and "--lease-name=burstguard-operator" in args
+        pdb = render.pick(docs, "PodDisruptionBudget", "burstguard-operator")
+        assert pdb["spec"]["maxUnavailable"] == 1
+        role = render.pick(docs, "Role", "burstguard-operator-leader")
+        assert {r["resources"][0] for r in role["rules"]} == {"leases"}
+        affinity = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+        assert affinity["preferredDuringSchedulingIgnoredDuringExecution"]
 
     def test_service_exposes_the_webhook_and_metrics_ports(self) -> None:
         service = render.pick(rendered(), "Service", "burstguard-operator")

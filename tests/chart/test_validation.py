@@ -123,7 +123,9 @@ class TestKubeconform:
         self, chart_tools: tools.Tools, renders: dict[str, str], schema_dir: Path
     ) -> None:
         broken = renders["default-values.yaml"].replace(
-            "strategy:\n    type: Recreate", "strategy:\n    type: Recreate\n    maxSurge: 1", 1
+            "strategy:\n    type: RollingUpdate",
+            "strategy:\n    type: RollingUpdate\n    maxSurge: 1",
+            1,
         )
         assert broken != renders["default-values.yaml"]
         report = kubeconform(chart_tools.kubeconform, schema_dir, broken)

@@ -41,14 +41,25 @@ class OperatorProcess:
     """``burstguard operator`` in a subprocess; start, stop (gracefully or SIGKILL), restart."""
 
     def __init__(
-        self, kubeconfig: Path, workdir: Path, *extra: str, register_webhook: bool = True
+        self,
+        kubeconfig: Path,
+        workdir: Path,
+        *extra: str,
+        register_webhook: bool = True,
+        webhook_port: int | None = None,
+        cert_dir: Path | None = None,
+        standalone: bool = True,
     ) -> None:
         """``register_webhook=False``: the caller creates the webhook configuration (the
-        integration tests create the one the Helm chart renders, see ``tests/chart/render``)."""
+        integration tests create the one the Helm chart renders, see ``tests/chart/render``).
+        Replicas of one operator share ``webhook_port`` (SO_REUSEPORT) and ``cert_dir``, and
+        elect their leader by Lease (``standalone=False``; ``extra`` names the Lease)."""
         self.kubeconfig = kubeconfig
         self.register_webhook = register_webhook
         self.workdir = workdir
-        self.webhook_port = free_port()
+        self.cert_dir = cert_dir or workdir / "certs"
+        self.standalone = standalone
+        self.webhook_port = webhook_port or free_port()
         self.metrics_port = free_port()
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
@@ -64,11 +75,11 @@ class OperatorProcess:
             "operator",
             "--webhook-host=127.0.0.1",
             f"--webhook-port={self.webhook_port}",
-            f"--cert-dir={self.workdir / 'certs'}",
+            f"--cert-dir={self.cert_dir}",
             f"--metrics-port={self.metrics_port}",
             *(["--register-webhook"] if self.register_webhook else []),
             "--install-crd",
-            "--standalone",
+            *(["--standalone"] if self.standalone else ["--leader-elect", "--webhook-shared-port"]),
             "--status-interval=0.5",
             "--webhook-timeout=10",  # the shared 2-core test machine stalls processes for seconds
             "--log-format=text",

@@ -569,6 +569,11 @@ class TestMalformedPolicies:
                 id="in-without-values-cel",
             ),
             pytest.param({"headroom": {"reopenHold": "soon"}}, id="bad-duration"),
+            pytest.param({"preparation": {"cooldown": "0s"}}, id="cooldown-under-1s-cel"),
+            pytest.param(
+                {"pacing": {"releasePerSecond": 0.1, "burst": 1, "maxGateSeconds": 5}},
+                id="max-gate-under-one-release-interval-cel",
+            ),
         ],
     )
     def test_the_api_server_rejects_what_the_schema_forbids(
@@ -603,6 +608,36 @@ class TestMalformedPolicies:
             timeout_s=30,
         )
         assert ready["reason"] == "InvalidSpec" and "podSelector" in ready["message"]
+
+    def test_a_policy_whose_nodes_could_never_reopen_shows_the_reason_in_kubectl_get(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        policies: operating.Policies,
+    ) -> None:
+        """Each value is in range; together with 16Gi nodes, a closed node never reopens."""
+        ensure_running(operator)
+        nodes = cluster.create_nodes(2, memory="16Gi")
+        name = operating.unique("noreopen")
+        body = operating.burst_policy(
+            name,
+            pod_labels={RUN_LABEL: name},
+            node_labels=nodes.selector,
+            headroom={"closeBelow": "15Gi", "reopenMargin": 1.5},
+        )
+        policies.create(body)
+        ready = wait_for("Ready=False", lambda: not_ready(policies, name), timeout_s=30)
+        assert ready["reason"] == "CannotReopen", ready
+        assert "2 of 2 guarded nodes" in ready["message"]
+        shown = subprocess.run(
+            [str(cluster.control_plane.kubectl), "get", "burstpolicies", name],
+            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "REASON" in shown.splitlines()[0] and "CannotReopen" in shown.splitlines()[1]
 
     def test_the_younger_of_two_policies_guarding_the_same_nodes_reports_a_conflict(
         self,

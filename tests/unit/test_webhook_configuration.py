@@ -13,7 +13,9 @@ def test_the_webhook_fails_open_quickly_on_pod_creates_only_outside_excluded_nam
         ca_pem=b"PEM",
         excluded_namespaces=["kube-system", "burstguard"],
     )
-    (hook,) = body["webhooks"]
+    hook, again = body["webhooks"]
+    assert (hook["name"], again["name"]) == ("pods.burstguard.io", "pods-2.burstguard.io")
+    assert {**again, "name": hook["name"]} == hook  # the same call, made twice
     assert hook["failurePolicy"] == "Ignore"
     assert hook["timeoutSeconds"] <= 5
     assert hook["sideEffects"] == "None"
