@@ -2,8 +2,8 @@
 
 On an embedded default (20 kwok nodes of 4 cores and 16 GiB, half on a pre-6.7 kernel; a Job
 of 600 pods of 256 MiB each) it brings up the local control plane (``burstguard.devcluster``,
-kwok running the simulated stages of ``simfleet.stages``), the simulated fleet
-(``simfleet.running``: the node-memory model of core/fleetmodel.py playing the agent on every
+kwok running the simulated stages of ``simulation.stages``), the simulated fleet
+(``simulation.running``: the node-memory model of core/nodemodel.py playing the agent on every
 node), and runs the same burst twice from the same node states:
 
 1. **without burstguard**: the Job lands as the scheduler places it;
@@ -39,11 +39,11 @@ from typing import Any, Final
 import click
 
 from burstguard.api import names, units
-from burstguard.core import fleetmodel, recommending
+from burstguard.core import recommending
 from burstguard.devcluster import binaries
 from burstguard.devcluster import cluster as devcluster
 from burstguard.k8s import apiclient, crds, watching, workloads
-from burstguard.simfleet import running, stages
+from burstguard.simulation import nodemodel, running, stages
 
 EXIT_OK, EXIT_RUN, EXIT_BINARIES, EXIT_CLUSTER = 0, 1, 3, 4
 BANNER: Final = "SIMULATION: kwok nodes with a modelled node memory (calibrated, not measured)"
@@ -385,12 +385,12 @@ async def _demo(cfg: DemoConfig, out: Path, cluster: devcluster.Cluster, guarded
         memory=cfg.memory,
         labels={running.SIMULATED_LABEL: "true"},
     )
-    profile = fleetmodel.FleetProfile(
+    profile = nodemodel.FleetProfile(
         memory_bytes=units.quantity_bytes(cfg.memory),
         cores=float(cfg.cores),
         exposed_fraction=cfg.exposed_fraction,
     )
-    initial = fleetmodel.fleet(
+    initial = nodemodel.fleet(
         cfg.nodes, profile, random.Random(cfg.seed), time.time(), prefix="sim-node-"
     )
     assert set(initial) == set(node_names)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from burstguard.api import nodesummary
-from burstguard.core import fleetmodel
+from burstguard.simulation import nodemodel
 
 MIB = 2**20
 GIB = 2**30
@@ -27,15 +27,15 @@ class Burst:
     count: int = 32
     demand_mib: int = 192
     concurrency: int | None = None
-    params: fleetmodel.Params = field(
-        default_factory=lambda: fleetmodel.Params(
+    params: nodemodel.Params = field(
+        default_factory=lambda: nodemodel.Params(
             memory_bytes=24 * GIB, cores=2, start_overhead_core_s=0.0, image_cache_bytes=0
         )
     )
     seed: int = 1
 
     def run(self) -> BurstResult:
-        state = fleetmodel.initial(self.params, 0.0, self.free_mib * MIB, 15 * GIB)
+        state = nodemodel.initial(self.params, 0.0, self.free_mib * MIB, 15 * GIB)
         rng = random.Random(self.seed)
         pending = [f"ns/p{i}" for i in range(self.count)]
         now = 0.0
@@ -43,11 +43,11 @@ class Burst:
         first_wake: float | None = None
         while pending or state.starts:
             while pending and (self.concurrency is None or state.starting < self.concurrency):
-                state = fleetmodel.start(
+                state = nodemodel.start(
                     state, self.params, pending.pop(0), self.demand_mib * MIB, now=now
                 )
             now += 0.01
-            state, done = fleetmodel.advance(state, self.params, now, rng)
+            state, done = nodemodel.advance(state, self.params, now, rng)
             durations += [d.duration_s for d in done]
             if first_wake is None and state.counters.kswapd_wakes:
                 first_wake = now
@@ -57,7 +57,7 @@ class Burst:
 
 @dataclass
 class BurstResult:
-    state: fleetmodel.State
+    state: nodemodel.State
     makespan_s: float
     start_max_s: float
     first_wake_s: float | None
@@ -67,7 +67,7 @@ class BurstResult:
 
 
 def test_watermarks_match_the_ones_measured_on_the_24_gib_host() -> None:
-    marks = fleetmodel.Params(memory_bytes=24 * GIB, cores=2).marks
+    marks = nodemodel.Params(memory_bytes=24 * GIB, cores=2).marks
     assert marks.min_bytes == 66 * MIB
     assert abs(marks.low_bytes - 90 * MIB) < 2 * MIB
     assert abs(marks.high_bytes - 114 * MIB) < 2 * MIB
@@ -108,18 +108,18 @@ def test_a_larger_watermark_scale_factor_wakes_kswapd_before_the_burst_lands() -
 # -- mechanics -----------------------------------------------------------------------------------
 
 
-def node(**overrides: object) -> tuple[fleetmodel.Params, fleetmodel.State]:
-    params = replace(fleetmodel.Params(memory_bytes=8 * GIB, cores=2), **overrides)  # type: ignore[arg-type]
-    return params, fleetmodel.initial(params, 0.0, params.marks.high_bytes + GIB, 4 * GIB)
+def node(**overrides: object) -> tuple[nodemodel.Params, nodemodel.State]:
+    params = replace(nodemodel.Params(memory_bytes=8 * GIB, cores=2), **overrides)  # type: ignore[arg-type]
+    return params, nodemodel.initial(params, 0.0, params.marks.high_bytes + GIB, 4 * GIB)
 
 
 def run_until_idle(
-    params: fleetmodel.Params, state: fleetmodel.State, rng: random.Random
-) -> fleetmodel.State:
+    params: nodemodel.Params, state: nodemodel.State, rng: random.Random
+) -> nodemodel.State:
     now = state.at
     while state.starts or state.kswapd_awake:
         now += 0.1
-        state, _ = fleetmodel.advance(state, params, now, rng)
+        state, _ = nodemodel.advance(state, params, now, rng)
         assert now - state.at < 1 and now < 300, "node never settled"
     return state
 
@@ -128,27 +128,27 @@ def test_memory_is_conserved_through_starts_reclaim_and_stops() -> None:
     params, state = node()
     rng = random.Random(3)
     for i in range(12):
-        state = fleetmodel.start(state, params, f"ns/p{i}", 256 * MIB, now=0.0, image="busybox")
+        state = nodemodel.start(state, params, f"ns/p{i}", 256 * MIB, now=0.0, image="busybox")
     state = run_until_idle(params, state, rng)
     assert state.free_bytes + state.cache_bytes + state.anon_bytes == params.memory_bytes
     for i in range(12):
-        state = fleetmodel.stop(state, f"ns/p{i}")
+        state = nodemodel.stop(state, f"ns/p{i}")
     assert state.free_bytes + state.cache_bytes + state.anon_bytes == params.memory_bytes
     assert state.running == ()
 
 
 def test_stopping_a_running_pod_gives_its_memory_back_to_free() -> None:
     params, state = node()
-    state = fleetmodel.start(state, params, "ns/a", 512 * MIB, now=0.0)
+    state = nodemodel.start(state, params, "ns/a", 512 * MIB, now=0.0)
     state = run_until_idle(params, state, random.Random(0))
     before = state.free_bytes
-    assert fleetmodel.stop(state, "ns/a").free_bytes == before + 512 * MIB
+    assert nodemodel.stop(state, "ns/a").free_bytes == before + 512 * MIB
 
 
 def test_the_first_start_of_an_image_fills_page_cache_once_per_node() -> None:
     params, state = node()
-    one = fleetmodel.start(state, params, "ns/a", MIB, now=0.0, image="app:1")
-    two = fleetmodel.start(one, params, "ns/b", MIB, now=0.0, image="app:1")
+    one = nodemodel.start(state, params, "ns/a", MIB, now=0.0, image="app:1")
+    two = nodemodel.start(one, params, "ns/b", MIB, now=0.0, image="app:1")
     assert one.cache_bytes - state.cache_bytes == params.image_cache_bytes
     assert two.cache_bytes == one.cache_bytes
 
@@ -156,7 +156,7 @@ def test_the_first_start_of_an_image_fills_page_cache_once_per_node() -> None:
 def test_a_burst_beyond_headroom_wakes_kswapd_which_sleeps_again_above_high() -> None:
     params, state = node()
     for i in range(8):
-        state = fleetmodel.start(state, params, f"ns/p{i}", 256 * MIB, now=0.0)
+        state = nodemodel.start(state, params, f"ns/p{i}", 256 * MIB, now=0.0)
     state = run_until_idle(params, state, random.Random(0))
     assert state.counters.kswapd_wakes >= 1
     assert not state.kswapd_awake
@@ -166,21 +166,21 @@ def test_a_burst_beyond_headroom_wakes_kswapd_which_sleeps_again_above_high() ->
 def test_a_fixed_kernel_never_stalls_a_mount() -> None:
     params, state = node(stall_probability=1.0, shrinker_exposed=False)
     for i in range(20):
-        state = fleetmodel.start(state, params, f"ns/p{i}", 128 * MIB, now=0.0)
+        state = nodemodel.start(state, params, f"ns/p{i}", 128 * MIB, now=0.0)
     assert run_until_idle(params, state, random.Random(0)).counters.stalls == 0
 
 
 def test_an_exposed_kernel_stalls_mounts_only_while_kswapd_is_awake() -> None:
     params, state = node(stall_probability=1.0, shrinker_exposed=True)
     # Within headroom: kswapd stays asleep, so no mount may stall.
-    calm = fleetmodel.start(state, params, "ns/calm", 64 * MIB, now=0.0)
+    calm = nodemodel.start(state, params, "ns/calm", 64 * MIB, now=0.0)
     calm = run_until_idle(params, calm, random.Random(0))
     assert calm.counters.kswapd_wakes == 0 and calm.counters.stalls == 0
     # kswapd awake before the mounts: every one stalls.
     awake = replace(state, kswapd_awake=True, free_bytes=params.marks.low_bytes - MIB)
     for i in range(5):
-        awake = fleetmodel.start(awake, params, f"ns/p{i}", 16 * MIB, now=0.0)
-    awake, _ = fleetmodel.advance(awake, params, 0.05, random.Random(0))
+        awake = nodemodel.start(awake, params, f"ns/p{i}", 16 * MIB, now=0.0)
+    awake, _ = nodemodel.advance(awake, params, 0.05, random.Random(0))
     assert awake.counters.stalls == 5
     assert params.stall_min_s <= awake.counters.max_stall_s <= params.stall_max_s
 
@@ -188,30 +188,30 @@ def test_an_exposed_kernel_stalls_mounts_only_while_kswapd_is_awake() -> None:
 def test_a_stalled_start_takes_at_least_its_stall_longer() -> None:
     params, state = node(stall_probability=1.0, shrinker_exposed=True)
     state = replace(state, kswapd_awake=True, free_bytes=params.marks.low_bytes - MIB)
-    state = fleetmodel.start(state, params, "ns/p", 16 * MIB, now=0.0)
+    state = nodemodel.start(state, params, "ns/p", 16 * MIB, now=0.0)
     now = 0.0
-    finished: tuple[fleetmodel.Started, ...] = ()
+    finished: tuple[nodemodel.Started, ...] = ()
     rng = random.Random(5)
     while not finished:
         now += 0.05
-        state, finished = fleetmodel.advance(state, params, now, rng)
+        state, finished = nodemodel.advance(state, params, now, rng)
     assert finished[0].duration_s >= finished[0].stalled_s >= params.stall_min_s
 
 
 def test_preparation_frees_page_cache_without_kswapd_scanning() -> None:
     params, state = node()
-    state = fleetmodel.prepare(state, 2 * GIB)
-    state, _ = fleetmodel.advance(state, params, 1.0, random.Random(0))
-    assert fleetmodel.headroom_bytes(state, params) >= 3 * GIB
+    state = nodemodel.prepare(state, 2 * GIB)
+    state, _ = nodemodel.advance(state, params, 1.0, random.Random(0))
+    assert nodemodel.headroom_bytes(state, params) >= 3 * GIB
     assert state.counters.pgscan_kswapd == 0
     assert state.prepare_left_bytes == 0
 
 
 def test_the_same_seed_gives_the_same_outcome() -> None:
-    def outcome(seed: int) -> fleetmodel.Counters:
+    def outcome(seed: int) -> nodemodel.Counters:
         params, state = node(shrinker_exposed=True, stall_probability=0.3)
         for i in range(30):
-            state = fleetmodel.start(state, params, f"ns/p{i}", 96 * MIB, now=0.0)
+            state = nodemodel.start(state, params, f"ns/p{i}", 96 * MIB, now=0.0)
         return run_until_idle(params, state, random.Random(seed)).counters
 
     assert outcome(7) == outcome(7)
@@ -219,7 +219,7 @@ def test_the_same_seed_gives_the_same_outcome() -> None:
 
 def test_a_quiet_node_jumps_to_now_without_changing() -> None:
     params, state = node()
-    later, done = fleetmodel.advance(state, params, 3600.0, random.Random(0))
+    later, done = nodemodel.advance(state, params, 3600.0, random.Random(0))
     assert later.at == 3600.0 and done == ()
     assert later.free_bytes == state.free_bytes
 
@@ -229,7 +229,7 @@ def test_a_quiet_node_jumps_to_now_without_changing() -> None:
 
 def test_the_summary_is_flagged_simulated_and_survives_the_annotation_codec() -> None:
     params, state = node(shrinker_exposed=True, kernel_release="6.1.0-sim")
-    summary = fleetmodel.summarize(state, params, fleetmodel.Counters(), elapsed_s=1.0, now=10.0)
+    summary = nodemodel.summarize(state, params, nodemodel.Counters(), elapsed_s=1.0, now=10.0)
     decoded = nodesummary.decode(nodesummary.encode(summary))
     assert decoded.simulated and decoded.signal_source == "simulation"
     assert decoded.shrinker_exposed and decoded.kernel_release == "6.1.0-sim"
@@ -241,17 +241,17 @@ def test_the_summary_closes_a_node_while_kswapd_scans() -> None:
     params, state = node()
     before = state.counters
     for i in range(8):
-        state = fleetmodel.start(state, params, f"ns/p{i}", 512 * MIB, now=0.0)
-    state, _ = fleetmodel.advance(state, params, 1.5, random.Random(0))
-    summary = fleetmodel.summarize(state, params, before, elapsed_s=1.5, now=1.5)
+        state = nodemodel.start(state, params, f"ns/p{i}", 512 * MIB, now=0.0)
+    state, _ = nodemodel.advance(state, params, 1.5, random.Random(0))
+    summary = nodemodel.summarize(state, params, before, elapsed_s=1.5, now=1.5)
     assert summary.state == "Closed"
     assert "kswapd-scanning" in summary.reasons
     assert summary.rates.pgscan_kswapd > 0
 
 
 def test_a_fleet_draws_the_requested_share_of_exposed_kernels() -> None:
-    nodes = fleetmodel.fleet(20, fleetmodel.FleetProfile(), random.Random(1), now=0.0)
+    nodes = nodemodel.fleet(20, nodemodel.FleetProfile(), random.Random(1), now=0.0)
     exposed = [n for n, (p, _) in nodes.items() if p.shrinker_exposed]
     assert len(nodes) == 20 and len(exposed) == 10
     for params, state in nodes.values():
-        assert fleetmodel.headroom_bytes(state, params) >= 256 * MIB
+        assert nodemodel.headroom_bytes(state, params) >= 256 * MIB

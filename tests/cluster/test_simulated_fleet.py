@@ -1,6 +1,6 @@
 """The simulated fleet on a real control plane whose kwok runs the simulated stages.
 
-A second control plane (module fixture) starts kwok with ``simfleet.stages``: kwok never
+A second control plane (module fixture) starts kwok with ``simulation.stages``: kwok never
 starts a pod there; the fleet process writes the started status when the node-memory model
 finishes the start. Checked against the real apiserver, scheduler and kwok: the hold, the
 published summary (flagged simulated), the condition, and the preparation round trip.
@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from burstguard.api import names, nodesummary, preparation, preparationack
-from burstguard.core import fleetmodel
 from burstguard.devcluster import binaries
 from burstguard.devcluster import cluster as devcluster
 from burstguard.k8s import apiclient, workloads
-from burstguard.simfleet import running, stages
+from burstguard.simulation import nodemodel, running, stages
 
 GIB = 2**30
 MIB = 2**20
@@ -89,8 +88,8 @@ async def harness(sim_cluster: devcluster.Cluster) -> AsyncIterator[Harness]:
         1, prefix=f"{name}-", cpu="2", memory="8Gi", labels={running.SIMULATED_LABEL: "true"}
     )
     node = f"{name}-0"
-    params = fleetmodel.Params(memory_bytes=8 * GIB, cores=2, image_cache_bytes=0)
-    state = fleetmodel.initial(params, time.time(), params.marks.high_bytes + 2 * GIB, 4 * GIB)
+    params = nodemodel.Params(memory_bytes=8 * GIB, cores=2, image_cache_bytes=0)
+    state = nodemodel.initial(params, time.time(), params.marks.high_bytes + 2 * GIB, 4 * GIB)
     api = await apiclient.connect(str(sim_cluster.kubeconfig_path))
     fleet = running.Fleet(api, {node: (params, state)}, running.Config(publish_interval_s=2))
     stop = asyncio.Event()
@@ -197,4 +196,4 @@ async def test_a_preparation_request_is_acknowledged_and_frees_modelled_page_cac
     assert done.actions[0].kind == "simulated_drop_caches"
     await asyncio.sleep(0.5)
     sim = harness.fleet.nodes[harness.node]
-    assert fleetmodel.headroom_bytes(sim.state, sim.params) >= 4.9 * GIB
+    assert nodemodel.headroom_bytes(sim.state, sim.params) >= 4.9 * GIB

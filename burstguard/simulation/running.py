@@ -1,12 +1,12 @@
 """The simulated fleet process: plays the node agent for kwok nodes (a SIMULATION).
 
 One asyncio process serves every simulated node. It watches pods bound to those nodes and
-Nodes' preparation requests, advances each node's memory model (core/fleetmodel.py) in wall
+Nodes' preparation requests, advances each node's memory model (core/nodemodel.py) in wall
 time, and:
 
 * **starts**: a pod bound to a simulated node begins a modelled start; when the model says it
   finished, the fleet writes the pod's status as started and Ready (kwok, with the stages of
-  ``simfleet.stages``, never starts a pod itself; it still completes Job pods after their run
+  ``simulation.stages``, never starts a pod itself; it still completes Job pods after their run
   time and deletes pods). A pod that finishes or goes away gives its memory back;
 * **publishes** the same NodeSummary the agent does (``simulated=True``,
   ``signal_source="simulation"``), rate-limited by the agent's rule (``core.publication``:
@@ -33,8 +33,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from burstguard.api import names, nodesummary, preparation, preparationack
-from burstguard.core import fleetmodel, publication, recommending
+from burstguard.core import publication, recommending
 from burstguard.k8s import apiclient, simnodes, watching
+from burstguard.simulation import nodemodel
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ class Config:
 class NodeSim:
     """One simulated node's model and publication memory."""
 
-    params: fleetmodel.Params
-    state: fleetmodel.State
-    last_counters: fleetmodel.Counters = field(default_factory=fleetmodel.Counters)
+    params: nodemodel.Params
+    state: nodemodel.State
+    last_counters: nodemodel.Counters = field(default_factory=nodemodel.Counters)
     last_at: float = 0.0
     published: publication.Published | None = None
     transition_at: float = 0.0
@@ -165,7 +166,7 @@ class Fleet:
     def __init__(
         self,
         api: apiclient.Api,
-        nodes: Mapping[str, tuple[fleetmodel.Params, fleetmodel.State]],
+        nodes: Mapping[str, tuple[nodemodel.Params, nodemodel.State]],
         config: Config = Config(),
     ) -> None:
         self.api = api
@@ -188,7 +189,7 @@ class Fleet:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_record = 0.0
 
-    def reset(self, nodes: Mapping[str, tuple[fleetmodel.Params, fleetmodel.State]]) -> None:
+    def reset(self, nodes: Mapping[str, tuple[nodemodel.Params, nodemodel.State]]) -> None:
         """Put every node back to the given state (same start for a second run); keeps
         publication memory, clears timelines and start durations."""
         now = time.time()
@@ -206,16 +207,16 @@ class Fleet:
         """A pod was bound to a simulated node: its start begins now."""
         sim = self.nodes[node]
         now = time.time()
-        sim.state, done = fleetmodel.advance(sim.state, sim.params, now, self.rng)
+        sim.state, done = nodemodel.advance(sim.state, sim.params, now, self.rng)
         self._finished(done)
         demand = memory or self.config.default_demand_bytes
-        sim.state = fleetmodel.start(sim.state, sim.params, key, demand, now=now, image=image)
+        sim.state = nodemodel.start(sim.state, sim.params, key, demand, now=now, image=image)
         self.stats.starts_seen += 1
 
     def gone(self, key: str, node: str) -> None:
         """A pod finished or was deleted: its memory returns."""
         sim = self.nodes[node]
-        sim.state = fleetmodel.stop(sim.state, key)
+        sim.state = nodemodel.stop(sim.state, key)
 
     def requested(self, node: str, request: preparation.PrepareRequest) -> None:
         """A preparation request: reclaim page cache in the model and acknowledge."""
@@ -223,9 +224,9 @@ class Fleet:
         if request.id == sim.acked:
             return
         sim.acked = request.id
-        before = fleetmodel.headroom_bytes(sim.state, sim.params, self.config.reserve_bytes)
+        before = nodemodel.headroom_bytes(sim.state, sim.params, self.config.reserve_bytes)
         freed = min(request.bytes_wanted, sim.state.cache_bytes)
-        sim.state = fleetmodel.prepare(sim.state, request.bytes_wanted)
+        sim.state = nodemodel.prepare(sim.state, request.bytes_wanted)
         now = time.time()
         ack = preparationack.PrepareAck(
             id=request.id,
@@ -267,7 +268,7 @@ class Fleet:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _finished(self, done: tuple[fleetmodel.Started, ...]) -> None:
+    def _finished(self, done: tuple[nodemodel.Started, ...]) -> None:
         for started in done:
             self.stats.start_marks += 1
             self.stats.started_durations.append(started.duration_s)
@@ -294,9 +295,9 @@ class Fleet:
         if record:
             self._last_record = now
         for name, sim in self.nodes.items():
-            sim.state, done = fleetmodel.advance(sim.state, sim.params, now, self.rng)
+            sim.state, done = nodemodel.advance(sim.state, sim.params, now, self.rng)
             self._finished(done)
-            summary = fleetmodel.summarize(
+            summary = nodemodel.summarize(
                 sim.state,
                 sim.params,
                 sim.last_counters,
@@ -430,8 +431,8 @@ class Fleet:
         )
 
     def outcome(self) -> dict[str, float]:
-        """Fleet totals (core/fleetmodel.outcome) plus start durations."""
-        totals = fleetmodel.outcome({n: s.state for n, s in self.nodes.items()})
+        """Fleet totals (core/nodemodel.outcome) plus start durations."""
+        totals = nodemodel.outcome({n: s.state for n, s in self.nodes.items()})
         durations = sorted(self.stats.started_durations)
         if durations:
             totals["start_p50_s"] = durations[len(durations) // 2]
@@ -443,6 +444,6 @@ class Fleet:
         return sum(s.state.starting for s in self.nodes.values())
 
 
-def _retime(state: fleetmodel.State, now: float) -> fleetmodel.State:
+def _retime(state: nodemodel.State, now: float) -> nodemodel.State:
     """A state made at another time, moved to ``now`` (nothing happens in between)."""
     return replace(state, at=now)
