@@ -21,7 +21,11 @@ GIB = 2**30
 
 @dataclass
 class Burst:
-    """A burst replayed against one model node; ``run()`` returns what happened."""
+    """A burst replayed against one model node; ``run()`` returns what happened.
+
+    ``dt`` is both the model's integration step and the harness's cadence; the harness
+    releases the next start the moment a slot frees (``until_started``), as a runtime does.
+    """
 
     free_mib: int = 14000
     count: int = 32
@@ -33,26 +37,24 @@ class Burst:
         )
     )
     seed: int = 1
+    dt: float = 0.01
 
     def run(self) -> BurstResult:
         state = nodemodel.initial(self.params, 0.0, self.free_mib * MIB, 15 * GIB)
         rng = random.Random(self.seed)
         pending = [f"ns/p{i}" for i in range(self.count)]
-        now = 0.0
         durations: list[float] = []
-        first_wake: float | None = None
         while pending or state.starts:
             while pending and (self.concurrency is None or state.starting < self.concurrency):
                 state = nodemodel.start(
-                    state, self.params, pending.pop(0), self.demand_mib * MIB, now=now
+                    state, self.params, pending.pop(0), self.demand_mib * MIB, now=state.at
                 )
-            now += 0.01
-            state, done = nodemodel.advance(state, self.params, now, rng)
+            state, done = nodemodel.advance(
+                state, self.params, state.at + self.dt, rng, step_s=self.dt, until_started=True
+            )
             durations += [d.duration_s for d in done]
-            if first_wake is None and state.counters.kswapd_wakes:
-                first_wake = now
-            assert now < 600, "burst never finished"
-        return BurstResult(state, now, max(durations), first_wake)
+            assert state.at < 600, "burst never finished"
+        return BurstResult(state, state.at, max(durations), state.counters.first_kswapd_wake_at)
 
 
 @dataclass
@@ -61,6 +63,55 @@ class BurstResult:
     makespan_s: float
     start_max_s: float
     first_wake_s: float | None
+
+
+CALIBRATION_BURSTS = [
+    pytest.param(Burst(free_mib=14000), id="S1-no-pressure"),
+    pytest.param(Burst(free_mib=188), id="S2_r5-188MiB-free"),
+    pytest.param(Burst(free_mib=563), id="S2_r3-563MiB-free"),
+    pytest.param(Burst(free_mib=1036), id="S2_r1-1036MiB-free"),
+    pytest.param(Burst(free_mib=300, concurrency=2), id="S3b-paced-2"),
+    pytest.param(Burst(free_mib=300, concurrency=4), id="S3b-paced-4"),
+    pytest.param(
+        Burst(free_mib=744, params=replace(Burst().params, watermark_scale_factor=500)),
+        id="S3c-wsf500",
+    ),
+    # Not a host burst: 4 cores fault faster than kswapd reclaims, so direct reclaim runs.
+    pytest.param(
+        Burst(free_mib=188, params=replace(Burst().params, cores=4)), id="4-cores-direct-reclaim"
+    ),
+]
+"""The host's bursts (reference/host-6.18-bursts.md), replayed against the model."""
+
+
+def agree(a: float, b: float, *, floor: float) -> bool:
+    """Within 10 % of each other; counts below ``floor`` (noise on a node) count as equal."""
+    return abs(a - b) <= max(0.1 * max(abs(a), abs(b)), floor)
+
+
+# -- the integration step ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("burst", CALIBRATION_BURSTS)
+def test_a_burst_gives_the_same_reclaim_and_makespan_at_a_step_of_10_and_50_ms(
+    burst: Burst,
+) -> None:
+    fine = replace(burst, dt=0.01).run()
+    coarse = replace(burst, dt=0.05).run()
+    a, b = fine.state.counters, coarse.state.counters
+    assert agree(a.pgscan_kswapd, b.pgscan_kswapd, floor=2560), (a, b)  # 10 MiB
+    assert agree(a.pgscan_direct, b.pgscan_direct, floor=2560), (a, b)
+    assert agree(a.allocstall, b.allocstall, floor=5), (a, b)
+    assert agree(fine.makespan_s, coarse.makespan_s, floor=0.0), (fine, coarse)
+
+
+@pytest.mark.parametrize("burst", CALIBRATION_BURSTS)
+@pytest.mark.parametrize("dt", [0.01, 0.05])
+def test_kswapd_wakes_before_any_direct_reclaim(burst: Burst, dt: float) -> None:
+    counters = replace(burst, dt=dt).run().state.counters
+    if counters.first_direct_reclaim_at is not None:
+        assert counters.first_kswapd_wake_at is not None
+        assert counters.first_kswapd_wake_at <= counters.first_direct_reclaim_at
 
 
 # -- calibration ---------------------------------------------------------------------------------
@@ -103,6 +154,24 @@ def test_a_larger_watermark_scale_factor_wakes_kswapd_before_the_burst_lands() -
     result = Burst(free_mib=744, params=params).run()
     assert abs(params.marks.high_bytes - 2.48e9) < 0.2e9  # host: Σhigh about 2.48 GB
     assert result.first_wake_s is not None and result.first_wake_s <= 0.05
+
+
+def test_kswapd_reclaim_costs_a_pressured_burst_time() -> None:
+    calm = Burst(free_mib=14000).run()
+    pressured = Burst(free_mib=188).run()
+    assert pressured.makespan_s > calm.makespan_s * 1.03
+
+
+def test_direct_reclaim_slows_starts_more_the_deeper_the_shortfall() -> None:
+    four = replace(Burst().params, cores=4)
+    calm = Burst(free_mib=14000, params=four).run()
+    short = Burst(free_mib=188, params=four).run()
+    assert short.state.counters.allocstall > 0
+    assert short.state.counters.direct_reclaim_s > 0
+    assert short.makespan_s > 1.3 * calm.makespan_s
+    eight = replace(Burst().params, cores=8)
+    shorter = Burst(free_mib=188, params=eight).run().state.counters
+    assert shorter.direct_reclaim_s > short.state.counters.direct_reclaim_s
 
 
 # -- mechanics -----------------------------------------------------------------------------------
