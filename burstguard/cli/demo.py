@@ -203,7 +203,7 @@ def enforce_policy(cfg: DemoConfig) -> dict[str, Any]:
                 "burst": 100,
                 "podStartupMemory": cfg.pod_memory,
             },
-            "headroom": {"reserve": "0", "reopenHold": "2s", "staleAfter": "30s"},
+            "headroom": {"reopenHold": "2s", "staleAfter": "30s"},
             "preparation": {"enabled": True, "cooldown": "10s"},
         },
     }

@@ -153,7 +153,7 @@ async def burst(args: argparse.Namespace, c: devcluster.Cluster, tmp: Path) -> d
                 "burst": args.release_rate,
                 "podStartupMemory": args.pod_memory,
             },
-            headroom={"reserve": "0", "reopenHold": "2s", "staleAfter": "60s"},
+            headroom={"reopenHold": "2s", "staleAfter": "60s"},
         )
         await workloads.apply_policy(api, policy)
         await workloads.create_namespace(api, "scale")
