@@ -357,6 +357,11 @@ def prepare(state: State, bytes_wanted: int) -> State:
     return replace(state, prepare_left_bytes=max(state.prepare_left_bytes, bytes_wanted))
 
 
+def drop_page_cache(state: State) -> State:
+    """``echo 1 > drop_caches``: every clean page-cache byte becomes free at once."""
+    return replace(state, free_bytes=state.free_bytes + state.cache_bytes, cache_bytes=0)
+
+
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
     return math.exp(rng.uniform(math.log(low), math.log(high)))
 

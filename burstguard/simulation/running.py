@@ -32,7 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from burstguard.agent import preparing
 from burstguard.api import names, nodesummary, preparation, preparationack
+from burstguard.core import preparation as planning
 from burstguard.core import publication, recommending
 from burstguard.k8s import apiclient, simnodes, watching
 from burstguard.simulation import nodemodel
@@ -68,6 +70,12 @@ class Config:
     """Timeline resolution, seconds; None records nothing."""
     seed: int = 1
     """Seed of the model's random source."""
+    dry_run: bool = True
+    """Plan preparation and report it without acting, as the agent does with the chart's
+    default ``agent.preparation.enabled: false``."""
+    preparation: planning.Params = field(default_factory=planning.Params)
+    """The agent's preparation guardrails (default: the agent's defaults: drop_caches off,
+    300 s cooldown, 6 actions per hour)."""
 
 
 @dataclass
@@ -82,6 +90,31 @@ class NodeSim:
     transition_at: float = 0.0
     acked: str = ""
     samples: list[recommending.Sample] = field(default_factory=list)
+    executor: preparing.Executor | None = None
+
+
+class ModelExecutor(preparing.Executor):
+    """The agent's executor (same guardrails, history, slab rule and acknowledgement) writing
+    to the node model instead of ``/proc``: ``drop_caches`` empties the model's page cache at
+    once (host S3a: ~15 GB in 0.10 s), compaction frees nothing, cgroup reclaim is not
+    modelled and says so."""
+
+    def __init__(self, sim: NodeSim, reserve_bytes: int, dry_run: bool) -> None:
+        super().__init__(
+            proc_root="/simulated/proc",
+            measure_headroom=lambda: nodemodel.headroom_bytes(sim.state, sim.params, reserve_bytes),
+            dry_run=dry_run,
+            clock=time.time,
+        )
+        self.sim = sim
+
+    def _write(self, path: str, value: str) -> str:
+        if path.endswith("drop_caches"):
+            self.sim.state = nodemodel.drop_page_cache(self.sim.state)
+            return ""
+        if path.endswith("compact_memory"):
+            return ""
+        return f"{path}: cgroup reclaim is not modelled"
 
 
 @dataclass
@@ -219,33 +252,37 @@ class Fleet:
         sim.state = nodemodel.stop(sim.state, key)
 
     def requested(self, node: str, request: preparation.PrepareRequest) -> None:
-        """A preparation request: reclaim page cache in the model and acknowledge."""
+        """A preparation request: plan it with the agent's planner and guardrails
+        (``core.preparation``), execute it with the agent's executor on the model, and
+        acknowledge it in the agent's format."""
         sim = self.nodes[node]
         if request.id == sim.acked:
             return
         sim.acked = request.id
-        before = nodemodel.headroom_bytes(sim.state, sim.params, self.config.reserve_bytes)
-        freed = min(request.bytes_wanted, sim.state.cache_bytes)
-        sim.state = nodemodel.prepare(sim.state, request.bytes_wanted)
         now = time.time()
-        ack = preparationack.PrepareAck(
-            id=request.id,
-            done_at=now,
-            dry_run=False,
-            bytes_wanted=request.bytes_wanted,
-            freed_bytes=freed,
-            headroom_before_bytes=before,
-            headroom_after_bytes=before + freed,
-            actions=(
-                preparationack.ActionResult(
-                    kind="simulated_drop_caches",
-                    target="model",
-                    outcome="done",
-                    freed_bytes=freed,
-                    detail="SIMULATED: modelled page-cache reclaim",
-                ),
+        sim.state, done = nodemodel.advance(sim.state, sim.params, now, self.rng)
+        self._finished(done)
+        if sim.executor is None:
+            sim.executor = ModelExecutor(sim, self.config.reserve_bytes, self.config.dry_run)
+        view = planning.NodeView(
+            headroom_bytes=nodemodel.headroom_bytes(
+                sim.state, sim.params, self.config.reserve_bytes
             ),
+            reclaimable_bytes=sim.state.cache_bytes,
+            high_order_free_ratio=None,
+            kswapd_busy=sim.state.kswapd_awake,
+            kcompactd_busy=False,
+            shrinker_exposed=sim.params.shrinker_exposed,
         )
+        plan = planning.plan(
+            request.bytes_wanted,
+            f"request:{request.id}",
+            view,
+            history=sim.executor.history,
+            params=self.config.preparation,
+            now=now,
+        )
+        ack = sim.executor.execute(plan, request.id, sim.params.shrinker_exposed, now)
         self.stats.acks += 1
         self._spawn(
             simnodes.annotate_node(
