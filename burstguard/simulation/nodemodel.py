@@ -133,6 +133,10 @@ STEP_S: Final = 0.05
 within 10 % on every calibration burst (test_nodemodel)."""
 
 
+MIN_STEP_S: Final = 0.001
+"""Shortest step, seconds: a start finishing within it is late by at most this much."""
+
+
 def default_min_free_kbytes(memory_bytes: int, thp: bool = True) -> int:
     """The kernel's min_free_kbytes for a node of this size (``init_per_zone_wmark_min``)."""
     lowmem_kb = memory_bytes // 1024
@@ -420,10 +424,11 @@ def _step_length(state: State, params: Params, step_s: float, share: float) -> f
     dt = step_s
     for s in state.starts:
         if s.blocked_until > state.at:
-            dt = min(dt, max(s.blocked_until - state.at, 1e-6))
-        elif share > 0:
-            dt = min(dt, max((s.work_core_s - s.done_core_s) / share, 1e-6))
-    return dt
+            dt = min(dt, s.blocked_until - state.at)
+        elif share > 0 and s.done_core_s < s.work_core_s:
+            dt = min(dt, (s.work_core_s - s.done_core_s) / share)
+    # A throttled start finishes later than predicted; never crawl after it in tiny steps.
+    return max(dt, min(step_s, MIN_STEP_S))
 
 
 def _step(

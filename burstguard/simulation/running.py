@@ -231,6 +231,7 @@ class Fleet:
             sim.params, sim.state = params, _retime(state, now)
             sim.last_counters, sim.last_at = sim.state.counters, now
             sim.samples.clear()
+            sim.executor = None  # a new run starts with no preparation history
         self.stats.started_durations.clear()
         self.stats.last_started_at = 0.0
 
