@@ -50,11 +50,11 @@ def cell(row: Row, scenario: Scenario) -> str:
 def table(rows: Sequence[Row], scenarios: Sequence[Scenario], width: int = 22) -> str:
     """The comparison as a fixed-width text table."""
     left = max((len(r.label) for r in rows), default=0) + 2
-    lines = [f"{'':<{left}}" + "".join(f"{s.name:>{width}}" for s in scenarios)]
+    widths = [max(width, len(s.name) + 2) for s in scenarios]
+    columns = list(zip(scenarios, widths, strict=True))
+    lines = [f"{'':<{left}}" + "".join(f"{s.name:>{w}}" for s, w in columns)]
     for row in rows:
-        lines.append(
-            f"{row.label:<{left}}" + "".join(f"{cell(row, s):>{width}}" for s in scenarios)
-        )
+        lines.append(f"{row.label:<{left}}" + "".join(f"{cell(row, s):>{w}}" for s, w in columns))
     return "\n".join(lines)
 
 

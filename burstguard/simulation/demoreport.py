@@ -96,7 +96,12 @@ def readme_table(path: Path) -> str:
     meta, columns = scenarios.load(path)
     labels = {p["run"]: p["label"] for p in meta.get("policies", [])}
     named = [
-        scenarios.Scenario(f"{c.name} ({labels[c.name]})" if c.name in labels else c.name, c.values)
+        scenarios.Scenario(
+            f"{c.name} ({labels[c.name]})"
+            if c.name in labels and labels[c.name] not in c.name
+            else c.name,
+            c.values,
+        )
         for c in columns
     ]
     return scenarios.markdown(ROWS, named)
