@@ -324,3 +324,16 @@ def test_a_fleet_draws_the_requested_share_of_exposed_kernels() -> None:
     assert len(nodes) == 20 and len(exposed) == 10
     for params, state in nodes.values():
         assert nodemodel.headroom_bytes(state, params) >= 256 * MIB
+
+
+def test_the_summary_reports_the_windows_worst_stall_not_the_lifetime_maximum() -> None:
+    params, state = node(stall_probability=1.0, shrinker_exposed=True)
+    state = replace(state, kswapd_awake=True, free_bytes=params.marks.low_bytes - MIB)
+    state = nodemodel.start(state, params, "ns/p", 16 * MIB, now=0.0)
+    state, _ = nodemodel.advance(state, params, 0.05, random.Random(0))
+    first = state.counters
+    assert first.stalls == 1
+    summary = nodemodel.summarize(state, params, nodemodel.Counters(), elapsed_s=1.0, now=1.0)
+    assert summary.mount_p99_s == first.max_stall_s
+    quiet = nodemodel.summarize(state, params, first, elapsed_s=1.0, now=2.0)
+    assert quiet.mount_p99_s == 0.0 and "mount-stall" not in quiet.reasons
