@@ -15,9 +15,11 @@ sampling thread, between ticks, so measurements of freed memory are not raced by
 sampler; the acknowledgement annotation and an Event follow. With no operator request for
 ``operator_silent_s`` and headroom under ``own_threshold_bytes`` the agent plans for itself.
 
-Latency signals: the lock-wait p99 closes a node only when its kernel is exposed to the
-shrinker_rwsem stall (DESIGN §2.2); the mount p99 is published but does not close a node,
-because on 6.x its tail is CPU preemption during bursts, not memory (reference/host-6.18).
+Latency signals, one rule: the agent's own state machine closes on the lock-wait p99 only
+when its kernel is exposed to the shrinker_rwsem stall (DESIGN §2.2), and never on the mount
+p99 (on 6.x its tail is CPU preemption during bursts, not memory: reference/host-6.18). Both
+are published; the operator applies the policy's thresholds to them (``core.intake``:
+``lockWaitThreshold`` on exposed nodes, ``mountLatencyThreshold`` on every node).
 
 Time: ``mono`` (monotonic) for rates, windows and guardrails; ``wall`` (Unix) for what is
 written on the Node. Both are injectable.

@@ -65,8 +65,6 @@ class NodeSummary:
     """p99 of shrinker lock hold/wait over the last window, seconds; None without BPF."""
     mount_p99_s: float | None = None
     """p99 of mount(2) latency over the last window, seconds; None without BPF."""
-    starting_demand_bytes: int = 0
-    """Memory the agent saw being faulted in by starting containers, bytes (0 if unknown)."""
     signal_source: str = "procfs"
     """``procfs`` or ``procfs+bpf``."""
     degraded_reason: str = ""
@@ -128,7 +126,6 @@ def decode(text: str) -> NodeSummary:
         shrinker_exposed=bool(body.get("shrinker_exposed", False)),
         lock_wait_p99_s=_num(body, "lock_wait_p99_s", optional=True),
         mount_p99_s=_num(body, "mount_p99_s", optional=True),
-        starting_demand_bytes=int(_num(body, "starting_demand_bytes", optional=True) or 0),
         signal_source=str(body.get("signal_source", "procfs")),
         degraded_reason=str(body.get("degraded_reason", "")),
         simulated=bool(body.get("simulated", False)),

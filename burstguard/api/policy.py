@@ -30,7 +30,6 @@ DEFAULT_RELEASE_PER_SECOND: Final = 50.0
 DEFAULT_BURST: Final = 100
 DEFAULT_MAX_GATE_SECONDS: Final = 600
 DEFAULT_POD_STARTUP_MEMORY_BYTES: Final = 256 * 2**20
-DEFAULT_RESERVE_BYTES: Final = 512 * 2**20
 DEFAULT_RECLAIM_SCAN_RATE: Final = 0.0
 DEFAULT_LOCK_WAIT_THRESHOLD_S: Final = 0.020
 DEFAULT_MOUNT_LATENCY_THRESHOLD_S: Final = 1.0
@@ -146,8 +145,6 @@ class Pacing:
 class HeadroomRules:
     """When a node closes and reopens for paced pods."""
 
-    reserve_bytes: int = field(default=DEFAULT_RESERVE_BYTES, metadata=_meta("reserve", "quantity"))
-    """Memory kept free above the high watermark, bytes; default 512Mi (applied by the agent)."""
     close_below_bytes: int = field(default=0, metadata=_meta("closeBelow", "quantity"))
     """Close below this headroom, bytes; default 0 = podStartupMemory."""
     close_on_reclaim: bool = field(default=True, metadata=_meta("closeOnReclaim", "bool"))

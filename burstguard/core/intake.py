@@ -5,7 +5,10 @@ machine (core.nodestate, which owns the hysteresis), using the policy's threshol
 is "active" when kswapd + direct scanning exceeds ``reclaimScanRate`` pages/s or any
 allocation stall happened (the kswapd scan rate rose 0.8-2.8 s before the first stall in
 reference/host-6.18-bursts.md, so it is the leading signal); lock-wait p99 counts only on
-nodes exposed to the pre-6.7 ``shrinker_rwsem`` stall; mount p99 counts everywhere.
+nodes exposed to the pre-6.7 ``shrinker_rwsem`` stall; mount p99 counts everywhere, over the
+policy's ``mountLatencyThreshold`` (1 s by default, far above the host's 6.18 in-burst
+preemption tail of ~16 ms). This is the one place a mount latency closes a node: the
+agent publishes it and does not act on it.
 
 The label is ``closed`` while the machine is Closed; otherwise ``open``. For a policy that
 does not pin released pods to nodes it is also ``closed`` while the node already has

@@ -390,17 +390,6 @@ def recommend(
             else "default: no reclaim episode in the history",
         )
     )
-    drops = [b.demand_bytes for b in all_bursts if b.pods is None]
-    reserve = percentile(drops, 50) if drops else float(policy_api.DEFAULT_RESERVE_BYTES)
-    recs.append(
-        Recommendation(
-            "spec.headroom.reserve",
-            _mib_quantity(reserve),
-            f"median headroom drop without known pod starts ({len(drops)} drops)"
-            if drops
-            else "default: every drop in the history is explained by pod starts",
-        )
-    )
     exposed = [h for h in histories if h.shrinker_exposed]
     if exposed:
         recs.append(

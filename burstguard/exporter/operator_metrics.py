@@ -60,6 +60,13 @@ PINNED_UNBOUND: Final = Gauge(
     ["policy"],
     registry=REGISTRY,
 )
+LEDGER_PODS: Final = Gauge(
+    names.OP_LEDGER_PODS,
+    "Pods in the ledger of starts by stage: released (not yet bound), bound (starting), "
+    "started (after their node's last summary).",
+    ["stage"],
+    registry=REGISTRY,
+)
 SHADOW_DELAYED: Final = Counter(
     names.OP_SHADOW_DELAYED_PODS,
     "Pods a DryRun policy would have held at least one tick.",

@@ -2,8 +2,9 @@
 
 A watched pod is reduced at once to a :class:`PodRecord` (a few dozen bytes of fields the
 decisions need) so 10k gated pods cost little memory; the full object is never kept. The
-store keeps the indexes every tick needs without scanning: gated pods per policy, pods
-released but not yet bound per policy (in flight), and the number of starting pods per node.
+store keeps the gated pods per policy (the queue) and feeds every change of a pod's start
+into the ledger of starts (``core.ledger``: confirmed releases, binds, starts, finishes),
+which the pacer, janitor and metrics read; the store keeps no count of its own.
 
 A pod is *starting* when it is bound to a node, not finished, and not all its containers
 have started (running or terminated): every start costs memory whether burstguard paced it
@@ -26,7 +27,7 @@ from typing import Any, Final
 
 from burstguard.api import names, units
 from burstguard.api import policy as policy_api
-from burstguard.core import gating, pacing, placement
+from burstguard.core import gating, ledger, pacing, placement
 from burstguard.k8s import apiclient
 
 log = logging.getLogger(__name__)
@@ -230,51 +231,67 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
 
 
 class PodStore:
-    """Live pods with the indexes the pacer reads every tick."""
+    """Live pods: the gated queue per policy, and the ledger of starts they feed."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, book: ledger.Ledger | None = None
+    ) -> None:
         self.pods: dict[str, PodRecord] = {}
-        self.starting: collections.Counter[str] = collections.Counter()
-        self.starting_on: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
-        """Node -> pods starting there."""
-        self.started_on: dict[str, dict[str, tuple[float, int | None]]] = collections.defaultdict(
-            dict
-        )
-        """Node -> pods seen to finish starting there -> (when seen, memory request)."""
         self.clock = clock
+        self.ledger = book if book is not None else ledger.Ledger()
+        """Pods heading to or starting on each node (the one count of starts)."""
         self.gated: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
-        self.in_flight: dict[str, dict[str, PodRecord]] = collections.defaultdict(dict)
         self.on_new: list[Callable[[PodRecord], None]] = []
         """Called once for every pod seen for the first time (shadow mode listens)."""
         self.on_gone: list[Callable[[PodRecord], None]] = []
         """Called when a pod leaves the store."""
 
     def _index(self, rec: PodRecord, sign: int) -> None:
-        if rec.starting and rec.node:
-            self.starting[rec.node] += sign
-            if sign > 0:
-                self.starting_on[rec.node][rec.key] = rec
-            else:
-                self.starting_on[rec.node].pop(rec.key, None)
-            if self.starting[rec.node] <= 0:
-                del self.starting[rec.node]
-                self.starting_on.pop(rec.node, None)
-        if rec.gated:
-            # A gate without the webhook's annotation is still burstguard's gate: it is kept
-            # under UNANNOTATED so the janitor finds it and lifts it.
-            table = self.gated[rec.policy if rec.policy is not None else UNANNOTATED]
-        elif rec.policy is not None and rec.node is None and rec.phase == "Pending":
-            table = self.in_flight[rec.policy]
-        else:
+        if not rec.gated:
             return
+        # A gate without the webhook's annotation is still burstguard's gate: it is kept
+        # under UNANNOTATED so the janitor finds it and lifts it.
+        table = self.gated[rec.policy if rec.policy is not None else UNANNOTATED]
         if sign > 0:
             table[rec.key] = rec
         else:
             table.pop(rec.key, None)
 
+    def _record_start(self, rec: PodRecord | None, old: PodRecord | None) -> None:
+        """The pod's stage, as the watch shows it, into the ledger."""
+        if rec is None:
+            if old is not None:
+                self.ledger.finish(old.key)
+            return
+        if rec.gated:
+            return  # still queued (or an assumed release the watch has not shown yet)
+        if rec.phase in ("Succeeded", "Failed"):
+            self.ledger.finish(rec.key)
+        elif rec.node is None:
+            if rec.phase == "Pending" and rec.policy is not None:
+                self.ledger.confirm(
+                    rec.key,
+                    node=rec.pinned,
+                    memory_bytes=rec.memory_bytes,
+                    policy=rec.policy,
+                    now=self.clock(),
+                )
+        elif rec.starting:
+            self.ledger.bind(
+                rec.key, node=rec.node, memory_bytes=rec.memory_bytes, now=self.clock()
+            )
+        else:  # bound, every container started
+            entry = self.ledger.entries.get(rec.key)
+            if entry is None or entry.stage == ledger.STARTED:
+                return  # never seen starting (e.g. running before this operator started)
+            if entry.node != rec.node or entry.stage == ledger.RELEASED:
+                self.ledger.bind(
+                    rec.key, node=rec.node, memory_bytes=rec.memory_bytes, now=self.clock()
+                )
+            self.ledger.start(rec.key, now=self.clock())
+
     def _put(self, rec: PodRecord | None, old: PodRecord | None) -> None:
-        if old is not None and old.starting and rec is not None and rec.node and not rec.starting:
-            self.started_on[rec.node][rec.key] = (self.clock(), rec.memory_bytes)
+        self._record_start(rec, old)
         if old is not None:
             self._index(old, -1)
         if rec is not None:
@@ -282,8 +299,6 @@ class PodStore:
             self._index(rec, +1)
         elif old is not None:
             del self.pods[old.key]
-            if old.node:
-                self.started_on.get(old.node, {}).pop(old.key, None)
 
     def replace(self, objects: list[Mapping[str, Any]]) -> None:
         """A fresh list: forget what is gone, take in what is new."""
@@ -315,25 +330,6 @@ class PodStore:
         if old is None:
             for fn in self.on_new:
                 fn(rec)
-
-    def started_since(self, node: str, since: float, *, forget_before: float) -> list[int | None]:
-        """Memory requests of pods seen to finish starting on ``node`` after ``since``.
-
-        Entries seen before ``forget_before`` are dropped (every summary after them shows
-        their memory).
-        """
-        entries = self.started_on.get(node)
-        if not entries:
-            return []
-        out: list[int | None] = []
-        for key, (at, memory) in list(entries.items()):
-            if at < forget_before:
-                del entries[key]
-            elif at > since:
-                out.append(memory)
-        if not entries:
-            del self.started_on[node]
-        return out
 
     def gated_count(self) -> int:
         """Pods carrying burstguard's gate, over all policies."""

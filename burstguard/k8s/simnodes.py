@@ -1,4 +1,4 @@
-"""API calls of the simulated fleet (``burstguard.simfleet``), which plays the agent for kwok nodes.
+"""API calls of the simulated fleet (``burstguard.simulation``), which plays the agent for kwok.
 
 The same writes the real agent makes, on many Nodes from one process (``kubernetes.aio``
 through :class:`~burstguard.k8s.apiclient.Api`, raw JSON: one event loop serves a thousand

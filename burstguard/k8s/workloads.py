@@ -96,6 +96,12 @@ async def create(api: apiclient.Api, path: str, body: Mapping[str, Any]) -> Any:
     return await api.request("POST", path, body=dict(body))
 
 
+async def read_policy(api: apiclient.Api, name: str) -> dict[str, Any]:
+    """A BurstPolicy as the API server serves it (CRD defaults filled in)."""
+    path = f"/apis/{names.GROUP}/{names.VERSION}/{names.POLICY_PLURAL}/{name}"
+    return dict(await api.request("GET", path))
+
+
 async def apply_policy(api: apiclient.Api, body: Mapping[str, Any]) -> None:
     """Create a BurstPolicy, replacing one of the same name."""
     path = f"/apis/{names.GROUP}/{names.VERSION}/{names.POLICY_PLURAL}"

@@ -91,12 +91,9 @@ class PolicyLoop:
         self.tasks: set[asyncio.Task[None]] = set()
         self.node_counts: dict[str, int] = {}
         self.exported_states: dict[str, str] = {}
-        self.pending_targets: dict[str, str | None] = {}
         self.fallback = ""
         self.gated: dict[str, pods.PodRecord] = {}
         """This tick's gated pods the policy really selects (the annotation only proposes)."""
-        self.in_flight: dict[str, pods.PodRecord] = {}
-        """This tick's released, unbound pods the policy really selects."""
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -127,12 +124,11 @@ class PolicyLoop:
         now = time.time()
         store = self.rt.pod_store
         self.gated = self.rt.paced_by(store.gated.get(self.name, {}))
-        self.in_flight = self.rt.paced_by(store.in_flight.get(self.name, {}))
         if not policy.valid:
             await self._report(policy, now, nodes=[], conflicts_nodes=0)
             return
         node_names, lost_nodes = self._owned_nodes(policy)
-        self.rt.settle_releases(now, PENDING_RELEASE_TIMEOUT_S)
+        self.rt.settle_releases(now, PENDING_RELEASE_TIMEOUT_S, STARTED_MEMORY_S)
         views = self._steer(policy, node_names, now)
         if policy.spec.enforcing:
             self._pace(policy, views, now)
@@ -146,14 +142,18 @@ class PolicyLoop:
         self, policy: policy_api.BurstPolicy, node_names: list[str], now: float
     ) -> list[pacing.NodeView]:
         spec = policy.spec
-        starting, committed = self._starting(policy)
+        book = self.rt.pod_store.ledger
+        default = spec.pacing.pod_startup_memory_bytes
         views: list[pacing.NodeView] = []
         counts = {"open": 0, "closed": 0, "stale": 0}
         stale_reasons: set[str] = set()
         for name in node_names:
             node = self.rt.node_store.nodes[name]
+            if node.summary is not None:
+                book.summarized(name, node.summary.sampled_at)
+            starting = book.starting(name)
             before = self.machines.get(name, nodestate.Machine())
-            verdict = intake.steer(before, node.summary, spec, starting=starting[name], now=now)
+            verdict = intake.steer(before, node.summary, spec, starting=starting, now=now)
             self.machines[name] = verdict.machine
             counts[verdict.pacing_state] += 1
             if verdict.pacing_state == pacing.NODE_STALE:
@@ -174,20 +174,23 @@ class PolicyLoop:
             if not node.schedulable:
                 continue
             headroom = None
+            sampled_at = node.summary.sampled_at if node.summary is not None else None
             if node.summary is not None and verdict.pacing_state != pacing.NODE_STALE:
-                headroom, measured_at = requesting.headroom_now(
+                # The agent's post-preparation measurement, when newer, replaces the summary's.
+                headroom, sampled_at = requesting.headroom_now(
                     node.summary.headroom_bytes,
                     node.summary.sampled_at,
                     self._answer(name, node),
                 )
-                committed[name] += self._started_since(policy, node, measured_at, now)
             views.append(
                 pacing.NodeView(
                     name=name,
                     state=verdict.pacing_state,
-                    starting=starting[name],
+                    starting=starting,
                     headroom_bytes=headroom,
-                    committed_bytes=committed[name],
+                    committed_bytes=book.committed_bytes(
+                        name, sampled_at=sampled_at, default_bytes=default
+                    ),
                     cores=node.cores,
                     labels=node.labels,
                     taints=node.taints,
@@ -203,43 +206,6 @@ class PolicyLoop:
             else ""
         )
         return views
-
-    def _starting(
-        self, policy: policy_api.BurstPolicy
-    ) -> tuple[collections.Counter[str], collections.Counter[str]]:
-        """Pods starting per node, plus released pods pinned there and not yet bound; and
-        the memory those pods will take, bytes (what no summary shows yet)."""
-        store = self.rt.pod_store
-        default = policy.spec.pacing.pod_startup_memory_bytes
-        starting = collections.Counter(store.starting)
-        committed: collections.Counter[str] = collections.Counter()
-        for node, recs in store.starting_on.items():
-            committed[node] = sum(r.memory_bytes or default for r in recs.values())
-        for flying in self.in_flight.values():
-            if flying.pinned:
-                starting[flying.pinned] += 1
-                committed[flying.pinned] += flying.memory_bytes or default
-        gated = self.gated
-        for key, target in self.pending_targets.items():
-            if target and key in self.rt.pending_releases:
-                starting[target] += 1
-                waiting = gated.get(key)
-                committed[target] += (waiting.memory_bytes if waiting else None) or default
-        return starting, committed
-
-    def _started_since(
-        self,
-        policy: policy_api.BurstPolicy,
-        node: nodeviews.NodeRecord,
-        measured_at: float,
-        now: float,
-    ) -> int:
-        """Memory of pods seen started on the node after its headroom was measured, bytes."""
-        default = policy.spec.pacing.pod_startup_memory_bytes
-        recent = self.rt.pod_store.started_since(
-            node.name, measured_at, forget_before=now - STARTED_MEMORY_S
-        )
-        return sum(m or default for m in recent)
 
     def _answer(self, name: str, node: nodeviews.NodeRecord) -> requesting.Answer | None:
         """What became of the last request to ``name``; counts and logs each answer once."""
@@ -291,20 +257,15 @@ class PolicyLoop:
             self.bucket = pacing.full_bucket(rules.release_per_second, rules.burst, now)
         elif (self.bucket.rate, self.bucket.capacity) != (rules.release_per_second, rules.burst):
             self.bucket = pacing.retune(self.bucket, rules.release_per_second, rules.burst)
-        pending = self.rt.pending_releases
-        gated = self.gated
+        book = self.rt.pod_store.ledger
+        gated = self.rt.pod_store.gated.get(self.name, {})
         queue: dict[str, pacing.QueuedPod] = {}
-        for key in list(self.pending_targets):
-            if key not in pending:
-                del self.pending_targets[key]
         # Unpinned pods released and not yet bound could land anywhere: they use up room
-        # first. Pinned ones are already counted in their node's starting (see _starting).
-        in_flight = [r.memory_bytes or 0 for r in self.in_flight.values() if not r.pinned]
+        # first. Pinned ones are counted against their node in the ledger.
+        in_flight = [e.memory_bytes or 0 for e in book.unplaced(self.name)]
         for key, rec in gated.items():
-            if key in pending:
-                if not self.pending_targets.get(key):
-                    in_flight.append(rec.memory_bytes or 0)
-                continue
+            if book.assumed(key):
+                continue  # its release is under way
             if rec.queued is not None:
                 queue[key] = rec.queued
         late = pacing.overdue(queue.values(), rules.max_gate_seconds, now)
@@ -327,8 +288,9 @@ class PolicyLoop:
     def _release(
         self, rec: pods.PodRecord, now: float, *, reason: str, node: str | None = None
     ) -> None:
-        self.rt.pending_releases[rec.key] = now
-        self.pending_targets[rec.key] = node
+        self.rt.pod_store.ledger.release(
+            rec.key, node=node, memory_bytes=rec.memory_bytes, policy=self.name, now=now
+        )
         rt = self.rt
 
         async def run() -> None:
@@ -562,6 +524,8 @@ class Janitor:
         self.unbound_since: dict[str, float] = {}
         """Pinned, released pods not yet bound: when the janitor first saw each so."""
         self.reported: set[str] = set()
+        self.pin_metrics: set[str] = set()
+        """Policies whose pinned-unbound gauge was set last sweep (zeroed when they clear)."""
 
     def unbound_pins(self, now: float) -> list[tuple[pods.PodRecord, float]]:
         """Pinned pods unbound longer than their policy's maxGateSeconds, newly so.
@@ -578,30 +542,31 @@ class Janitor:
         waiting: set[str] = set()
         late: list[tuple[pods.PodRecord, float]] = []
         per_policy: collections.Counter[str] = collections.Counter()
-        for policy_name, table in list(self.rt.pod_store.in_flight.items()):
-            policy = policies.get(policy_name)
+        for entry in list(self.rt.pod_store.ledger.pinned_unbound()):
+            rec = self.rt.pod_store.pods.get(entry.key)
+            if rec is None or entry.policy is None:
+                continue
+            policy = policies.get(entry.policy)
             limit = (
                 policy.spec.pacing.max_gate_seconds
                 if policy is not None
                 else policy_api.Pacing().max_gate_seconds
             )
-            for rec in list(table.values()):
-                if not rec.pinned:
-                    continue
-                waiting.add(rec.key)
-                since = self.unbound_since.setdefault(rec.key, now)
-                if now - since <= limit:
-                    continue
-                per_policy[policy_name] += 1
-                if rec.key not in self.reported:
-                    self.reported.add(rec.key)
-                    late.append((rec, now - since))
+            waiting.add(entry.key)
+            since = self.unbound_since.setdefault(entry.key, now)
+            if now - since <= limit:
+                continue
+            per_policy[entry.policy] += 1
+            if entry.key not in self.reported:
+                self.reported.add(entry.key)
+                late.append((rec, now - since))
         for key in list(self.unbound_since):
             if key not in waiting:
                 del self.unbound_since[key]
                 self.reported.discard(key)
-        for policy_name in set(self.rt.pod_store.in_flight) | set(per_policy):
+        for policy_name in self.pin_metrics | set(per_policy):
             metrics.PINNED_UNBOUND.labels(policy_name).set(per_policy.get(policy_name, 0))
+        self.pin_metrics = set(per_policy)
         return late
 
     async def _report_unbound(self, rec: pods.PodRecord, waited: float) -> None:
@@ -619,13 +584,18 @@ class Janitor:
         """One pass; returns how many gates it released."""
         released = 0
         now = time.time()
-        self.rt.settle_releases(now, PENDING_RELEASE_TIMEOUT_S)
+        self.rt.settle_releases(now, PENDING_RELEASE_TIMEOUT_S, STARTED_MEMORY_S)
+        book = self.rt.pod_store.ledger
+        for stage, count in book.counts().items():
+            metrics.LEDGER_PODS.labels(stage).set(count)
         orphans: list[tuple[str, pods.PodRecord, str]] = []
         for policy_name, table in list(self.rt.pod_store.gated.items()):
             for rec in list(table.values()):
                 why = self.rt.refusal(rec)
-                if why is not None and rec.key not in self.rt.pending_releases:
-                    self.rt.pending_releases[rec.key] = now
+                if why is not None and not book.assumed(rec.key):
+                    book.release(
+                        rec.key, node=None, memory_bytes=rec.memory_bytes, policy=None, now=now
+                    )
                     orphans.append((policy_name, rec, why))
 
         async def free(policy_name: str, rec: pods.PodRecord, why: str) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import socket
 import time
@@ -97,8 +98,6 @@ class Runtime:
     """DryRun policy -> pods that entered the virtual queue since the last tick."""
     pod_conflicts: dict[str, int] = field(default_factory=dict)
     """Policy -> new pods it selected but an older policy owned."""
-    pending_releases: dict[str, float] = field(default_factory=dict)
-    """Pods chosen for release and not yet seen ungated -> when chosen, then when patched."""
     releasing: set[str] = field(default_factory=set)
     """Pods whose release patch is queued or in flight (their entry never times out)."""
     release_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
@@ -116,8 +115,9 @@ class Runtime:
         return self.elector is None or self.elector.leading()
 
     def _forget_releases(self) -> None:
-        """A new term starts from the watch alone: another leader may have released since."""
-        self.pending_releases.clear()
+        """A new term starts from the watch alone: another leader may have released since, so
+        every release this replica assumed and the watch has not confirmed is forgotten."""
+        self.pod_store.ledger.expire(time.time(), assumed_for_s=-1.0, started_for_s=math.inf)
 
     def ordered_policies(self) -> list[policy_api.BurstPolicy]:
         """Valid policies, oldest first."""
@@ -174,38 +174,31 @@ class Runtime:
         )
         self.shadow_entered[owner.name] = self.shadow_entered.get(owner.name, 0) + 1
 
-    def settle_releases(self, now: float, timeout_s: float) -> None:
-        """Forget releases the watch has confirmed (the pod shows no gate, or is gone) and
-        releases older than ``timeout_s`` (a lost patch is tried again).
-
-        An entry left after its pod was seen ungated would count the pod twice, once as
-        pending and once as in flight or starting on its node, until the timeout: every node
-        of the demo's guarded burst sat at its start limit for 10 s after each wave.
-        """
-        for key, at in list(self.pending_releases.items()):
-            if key in self.releasing:
-                continue  # still waiting for a release slot: a second patch would be a waste
-            rec = self.pod_store.pods.get(key)
-            if rec is None or not rec.gated or now - at > timeout_s:
-                del self.pending_releases[key]
+    def settle_releases(self, now: float, timeout_s: float, started_for_s: float) -> None:
+        """Forget assumed releases the watch has not confirmed within ``timeout_s`` of their
+        patch (a lost patch is tried again; one still queued for a slot is kept) and starts
+        every summary since shows (``started_for_s``); the ledger owns both."""
+        self.pod_store.ledger.expire(
+            now, assumed_for_s=timeout_s, started_for_s=started_for_s, keep=self.releasing
+        )
 
     async def send_release(self, rec: pods.PodRecord, node: str | None = None) -> str:
         """Send one release patch when a slot is free (``pods.release``'s result).
 
-        The pod's pending entry is stamped when the patch is written, so the timeout counts
+        The pod's assumed release is stamped when the patch is written, so the timeout counts
         from the write, not from the wait for a slot: with 2000 releases queued behind 32
         slots, entries timed out in the queue and 3 % of pods were patched twice. On an
-        error the entry is dropped (the pod is planned again) and the error raised.
+        error the release is forgotten (the pod is planned again) and the error raised.
         """
         self.releasing.add(rec.key)
         try:
             async with self.release_slots:
                 if not self.leading():  # leadership ended while the patch waited for a slot
-                    self.pending_releases.pop(rec.key, None)
+                    self.pod_store.ledger.forget(rec.key)
                     return "not-leader"
                 result = await pods.release(self.api, rec, node)
         except BaseException:
-            self.pending_releases.pop(rec.key, None)
+            self.pod_store.ledger.forget(rec.key)
             raise
         finally:
             self.releasing.discard(rec.key)
@@ -213,15 +206,15 @@ class Runtime:
         if result == "ungated":
             metrics.DUPLICATE_RELEASES.inc()
             log.warning("duplicate release patch: %s had no gate left", rec.key)
-        if rec.key in self.pending_releases:
-            self.pending_releases[rec.key] = time.time()
+        self.pod_store.ledger.patched(rec.key, time.time())
+        if result in ("gone", "conflict"):
+            self.pod_store.ledger.forget(rec.key)
         return result
 
     def _on_gone_pod(self, rec: pods.PodRecord) -> None:
         self.refusals.pop(rec.key, None)
         for queue in self.shadow_queues.values():
             queue.pop(rec.key, None)
-        self.pending_releases.pop(rec.key, None)
 
     async def start(self) -> None:
         """Start informers, wait for their first list, then serve the webhook and metrics

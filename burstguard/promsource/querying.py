@@ -1,9 +1,9 @@
-"""Node signals and history from Prometheus (optional source, DESIGN §2.6).
+"""Node signals and history from Prometheus, for ``burstguard recommend`` (DESIGN §2.6).
 
-The default source of node signals is the agent's summary on each Node object; a cluster
-that runs Prometheus can instead (or in addition) serve them from there, with history the
-Node objects do not keep. This module reads both the agent's own series
-(``burstguard_node_*``, exporter/names.py) and node-exporter's
+The operator's source of node signals is the agent's summary on each Node object, and only
+that: this module is **not** wired into the operator. ``burstguard recommend`` reads
+Prometheus through it for the history the Node objects do not keep. This module reads both
+the agent's own series (``burstguard_node_*``, exporter/names.py) and node-exporter's
 (``node_memory_MemFree_bytes``, ``node_vmstat_pgscan_kswapd``, ``node_vmstat_allocstall_*``)
 through prometheus-api-client, and turns them into the same
 :class:`~burstguard.api.nodesummary.NodeSummary` the operator already understands
@@ -20,9 +20,10 @@ Shaped so, and why:
 * **Staleness bound**: each node's newest sample time comes from ``timestamp()`` (an instant
   query's own timestamp is the evaluation time, not the sample's); older than ``staleness_s``
   and the node is left out, so the caller falls back to the Node summary for it.
-* **Outage fallback**: :class:`WithFallback` is the small interface the operator wires in:
-  ``summaries(now)`` returns, per node, the fresh Prometheus view or else the Node summary,
-  and says which source served and why.
+* **Outage fallback**: :class:`WithFallback`: ``summaries(now)`` returns, per node, the
+  fresh Prometheus view or else the Node summary, and says which source served and why.
+  Nothing in the operator calls it today; a live Prometheus signal for pacing would start
+  here.
 """
 
 from __future__ import annotations

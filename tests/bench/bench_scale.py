@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench.bench_scale [--nodes 1000] [--pods 10000] [--rate 500]
 
-A fresh local control plane whose kwok runs the simulated stages (simfleet.stages), 1000
+A fresh local control plane whose kwok runs the simulated stages (simulation.stages), 1000
 kwok nodes (4 cores, 16 GiB each) played by the simulated fleet (node-memory model, in this
 process), the operator as a subprocess with an Enforce policy; then ``--pods`` paced pods are
 created at ``--rate``/s (the burst) and followed to the end. Printed:
@@ -38,11 +38,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from burstguard.core import fleetmodel
 from burstguard.devcluster import binaries
 from burstguard.devcluster import cluster as devcluster
 from burstguard.k8s import apiclient, watching, workloads
-from burstguard.simfleet import running, stages
+from burstguard.simulation import nodemodel, running, stages
 from tests.bench import bench_operator
 from tests.cluster import operating
 
@@ -130,8 +129,8 @@ async def burst(args: argparse.Namespace, c: devcluster.Cluster, tmp: Path) -> d
     print(f"   {len(names)} kwok nodes ready in {nodes_s:.1f} s", flush=True)
     # Headroom for the whole burst (10 pods x 256 MiB per node) plus margin: this benchmark
     # measures the control plane; the demo shows the memory-limited case.
-    profile = fleetmodel.FleetProfile(headroom_min_bytes=3 * 2**30, headroom_max_bytes=6 * 2**30)
-    model = fleetmodel.fleet(
+    profile = nodemodel.FleetProfile(headroom_min_bytes=3 * 2**30, headroom_max_bytes=6 * 2**30)
+    model = nodemodel.fleet(
         args.nodes, profile, random.Random(args.seed), time.time(), prefix="sim-"
     )
     api = await apiclient.connect(str(c.kubeconfig_path))
@@ -154,7 +153,7 @@ async def burst(args: argparse.Namespace, c: devcluster.Cluster, tmp: Path) -> d
                 "burst": args.release_rate,
                 "podStartupMemory": args.pod_memory,
             },
-            headroom={"reserve": "0", "reopenHold": "2s", "staleAfter": "60s"},
+            headroom={"reopenHold": "2s", "staleAfter": "60s"},
         )
         await workloads.apply_policy(api, policy)
         await workloads.create_namespace(api, "scale")

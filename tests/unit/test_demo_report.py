@@ -1,15 +1,22 @@
-"""The demo's report: a comparison table, JSON and a PNG, all labelled as a simulation."""
+"""The demo's report: a comparison table, JSON with the policies it ran, a PNG, all labelled
+as a simulation; and the README's demo table is the committed report's."""
 
 from __future__ import annotations
 
 import json
+import pathlib
 from pathlib import Path
 
-from burstguard.cli import demo
+from burstguard.api import policy as policy_api
+from burstguard.reporting import scenarios
+from burstguard.simulation import demoing, demoreport, monitoring
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "docs" / "demo" / "report.json"
 
 
-def run(name: str, *, stalls: int, makespan: float | None) -> demo.RunResult:
-    return demo.RunResult(
+def run(name: str, *, stalls: int, makespan: float | None) -> monitoring.RunResult:
+    return monitoring.RunResult(
         name=name,
         pods=600,
         completed=makespan is not None,
@@ -23,7 +30,7 @@ def run(name: str, *, stalls: int, makespan: float | None) -> demo.RunResult:
 
 
 def test_the_table_has_one_column_per_run_and_a_dash_for_missing_numbers() -> None:
-    text = demo.table(
+    text = demoreport.table(
         [run("without", stalls=3, makespan=12.0), run("with", stalls=0, makespan=None)]
     )
     lines = text.splitlines()
@@ -34,23 +41,58 @@ def test_the_table_has_one_column_per_run_and_a_dash_for_missing_numbers() -> No
     assert seen.split()[-2:] == ["12.0", "-"]
 
 
-def test_the_report_files_say_they_are_a_simulation(tmp_path: Path) -> None:
-    demo.write_report(
+def test_the_report_files_say_they_are_a_simulation_and_carry_the_policies(
+    tmp_path: Path,
+) -> None:
+    policy = {"run": "with", "label": "chart defaults", "spec": {"mode": "Enforce"}}
+    demoreport.write(
         [run("without", stalls=3, makespan=12.0), run("with", stalls=0, makespan=15.0)],
-        demo.DemoConfig(),
+        monitoring.DemoConfig(),
         tmp_path,
+        policies=[policy],
     )
     assert (tmp_path / "report.txt").read_text().startswith("SIMULATION")
     body = json.loads((tmp_path / "report.json").read_text())
     assert body["simulated"] is True
+    assert body["policies"] == [policy]
     assert [r["name"] for r in body["runs"]] == ["without", "with"]
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_enforce_policy_is_valid_and_guards_only_simulated_nodes() -> None:
-    from burstguard.api import policy as policy_api  # noqa: PLC0415
+def test_a_written_report_loads_back_to_the_same_table(tmp_path: Path) -> None:
+    results = [run("without", stalls=3, makespan=12.0), run("with", stalls=0, makespan=None)]
+    demoreport.write(results, monitoring.DemoConfig(), tmp_path)
+    _, loaded = scenarios.load(tmp_path / "report.json")
+    assert scenarios.table(demoreport.ROWS, loaded) == demoreport.table(results)
 
-    parsed = policy_api.parse(demo.enforce_policy(demo.DemoConfig()))
+
+def test_the_default_policy_names_only_mode_and_selectors() -> None:
+    body = demoing.default_policy()
+    assert set(body["spec"]) == {"mode", "pods", "nodes"}
+    parsed = policy_api.parse(body)
     assert parsed.errors == ()
     assert parsed.spec.enforcing
     assert parsed.spec.nodes.node_selector.match_labels == (("burstguard.io/simulated", "true"),)
+    assert parsed.spec.pacing == policy_api.Pacing()
+    assert parsed.spec.headroom == policy_api.HeadroomRules()
+    assert parsed.spec.preparation == policy_api.Preparation()
+
+
+def test_the_committed_report_ran_the_chart_defaults_with_a_dry_run_agent() -> None:
+    body = json.loads(COMMITTED.read_text())
+    assert body["simulated"] is True
+    defaults = [p for p in body["policies"] if p["label"] == demoing.DEFAULTS_LABEL]
+    assert defaults and defaults[0]["served"]
+    spec = policy_api.parse({"metadata": {"name": "x"}, "spec": defaults[0]["spec"]}).spec
+    assert spec.pacing == policy_api.Pacing()
+    assert spec.headroom == policy_api.HeadroomRules()
+    assert spec.preparation == policy_api.Preparation()
+    assert defaults[0]["agent"]["dry_run"] is True
+    assert defaults[0]["agent"]["preparation"]["drop_page_cache"] is False
+
+
+def test_the_readme_demo_table_is_the_committed_reports() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert demoreport.readme_table(COMMITTED) in readme, (
+        "regenerate: python -m burstguard.simulation.demoreport docs/demo/report.json"
+    )

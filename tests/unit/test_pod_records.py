@@ -1,10 +1,11 @@
-"""Compact pod records and the store's indexes (gated, in flight, starting per node)."""
+"""Compact pod records, the store's gated queue, and what the watch feeds the ledger."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from burstguard.api import names
+from burstguard.core import ledger
 from burstguard.k8s import pods
 
 
@@ -52,18 +53,24 @@ def test_a_record_keeps_the_gate_index_memory_request_and_policy() -> None:
     assert rec.key == "jobs/p1" and not rec.starting
 
 
-def test_a_pod_moves_from_gated_to_in_flight_to_starting_to_started() -> None:
-    store = pods.PodStore()
+def stage(store: pods.PodStore, key: str) -> str | None:
+    entry = store.ledger.entries.get(key)
+    return None if entry is None else entry.stage
+
+
+def test_a_pod_moves_from_gated_to_released_to_bound_to_started_in_the_ledger() -> None:
+    store = pods.PodStore(clock=lambda: 50.0)
     store.apply("ADDED", Pod().build())
-    assert list(store.gated["batch"]) == ["jobs/p1"]
+    assert list(store.gated["batch"]) == ["jobs/p1"] and stage(store, "jobs/p1") is None
     store.apply("MODIFIED", Pod().ungated().build())
-    assert not store.gated["batch"] and list(store.in_flight["batch"]) == ["jobs/p1"]
+    assert not store.gated["batch"] and stage(store, "jobs/p1") == ledger.RELEASED
+    assert [e.key for e in store.ledger.unplaced("batch")] == ["jobs/p1"]
     store.apply("MODIFIED", Pod().ungated().bound("n1").build())
-    assert not store.in_flight["batch"] and store.starting["n1"] == 1
+    assert stage(store, "jobs/p1") == ledger.BOUND and store.ledger.starting("n1") == 1
     store.apply("MODIFIED", Pod().ungated().bound("n1").running().build())
-    assert store.starting["n1"] == 0
+    assert stage(store, "jobs/p1") == ledger.STARTED and store.ledger.starting("n1") == 0
     store.apply("DELETED", Pod().ungated().bound("n1").running().build())
-    assert store.pods == {}
+    assert store.pods == {} and store.ledger.entries == {}
 
 
 def test_a_relist_forgets_vanished_pods_and_tells_listeners_once() -> None:
@@ -75,7 +82,7 @@ def test_a_relist_forgets_vanished_pods_and_tells_listeners_once() -> None:
     store.replace([Pod("a").build(), Pod("b").bound("n1").ungated().build()])
     store.replace([Pod("b").bound("n1").ungated().build()])
     assert seen == ["jobs/a", "jobs/b"] and gone == ["jobs/a"]
-    assert store.gated_count() == 0 and store.starting["n1"] == 1
+    assert store.gated_count() == 0 and store.ledger.starting("n1") == 1
 
 
 def test_a_gated_pod_record_carries_its_node_constraints_and_term_shape() -> None:
@@ -132,17 +139,26 @@ def test_records_of_one_template_share_one_affinity_shape() -> None:
     assert a.affinity is b.affinity
 
 
-def test_a_finished_start_is_remembered_against_its_node_until_forgotten() -> None:
-    clock = iter([50.0, 60.0])
+def test_a_finished_start_counts_against_its_node_until_a_later_summary_shows_it() -> None:
+    clock = iter([40.0, 41.0, 50.0, 60.0])
     store = pods.PodStore(clock=lambda: next(clock))
     store.replace([Pod("a").bound("n1").ungated().build(), Pod("b").bound("n1").ungated().build()])
-    assert set(store.starting_on["n1"]) == {"jobs/a", "jobs/b"}
+    assert store.ledger.starting("n1") == 2
     store.apply("MODIFIED", Pod("a").bound("n1").ungated().running().build())
     store.apply("MODIFIED", Pod("b").bound("n1").ungated().running().build())
-    assert "n1" not in store.starting_on
+    assert store.ledger.starting("n1") == 0
     mib128 = 128 * 2**20
-    assert store.started_since("n1", 45.0, forget_before=0.0) == [mib128, mib128]
-    assert store.started_since("n1", 55.0, forget_before=0.0) == [mib128]  # summary after a
-    assert store.started_since("n1", 0.0, forget_before=55.0) == [mib128]  # a forgotten
+
+    def committed(sampled_at: float) -> int:
+        return store.ledger.committed_bytes("n1", sampled_at=sampled_at, default_bytes=0)
+
+    assert committed(45.0) == 2 * mib128
+    assert committed(55.0) == mib128  # the summary after a shows a
     store.apply("DELETED", Pod("b").bound("n1").ungated().running().build())
-    assert store.started_since("n1", 0.0, forget_before=0.0) == []
+    assert committed(0.0) == mib128
+
+
+def test_a_pod_first_seen_running_is_not_counted() -> None:
+    store = pods.PodStore(clock=lambda: 1.0)
+    store.replace([Pod("a").bound("n1").ungated().running().build()])
+    assert store.ledger.entries == {}

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from burstguard.simfleet import stages
+from burstguard.simulation import stages
 
 
 def stage(name: str, **spec: Any) -> dict[str, Any]:

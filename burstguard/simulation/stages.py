@@ -89,7 +89,7 @@ def simulated(stages: list[dict[str, Any]], run_ms: int = DEFAULT_RUN_MS) -> lis
 def write(source: Path, target: Path, run_ms: int = DEFAULT_RUN_MS) -> Path:
     """Read kwok's stages from ``source``, write the simulated ones to ``target``."""
     docs = [d for d in yaml.safe_load_all(source.read_text()) if d]
-    text = "# kwok stages for burstguard's SIMULATED fleet (see burstguard/simfleet/stages.py)\n"
+    text = "# kwok stages for burstguard's SIMULATED fleet (see burstguard/simulation/stages.py)\n"
     text += yaml.safe_dump_all([configuration(), *simulated(docs, run_ms)], sort_keys=False)
     target.write_text(text)
     return target

@@ -1,6 +1,6 @@
 """The simulated fleet on a real control plane whose kwok runs the simulated stages.
 
-A second control plane (module fixture) starts kwok with ``simfleet.stages``: kwok never
+A second control plane (module fixture) starts kwok with ``simulation.stages``: kwok never
 starts a pod there; the fleet process writes the started status when the node-memory model
 finishes the start. Checked against the real apiserver, scheduler and kwok: the hold, the
 published summary (flagged simulated), the condition, and the preparation round trip.
@@ -12,16 +12,17 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from burstguard.api import names, nodesummary, preparation, preparationack
-from burstguard.core import fleetmodel
+from burstguard.core import preparation as planning
 from burstguard.devcluster import binaries
 from burstguard.devcluster import cluster as devcluster
 from burstguard.k8s import apiclient, workloads
-from burstguard.simfleet import running, stages
+from burstguard.simulation import nodemodel, running, stages
 
 GIB = 2**30
 MIB = 2**20
@@ -89,8 +90,8 @@ async def harness(sim_cluster: devcluster.Cluster) -> AsyncIterator[Harness]:
         1, prefix=f"{name}-", cpu="2", memory="8Gi", labels={running.SIMULATED_LABEL: "true"}
     )
     node = f"{name}-0"
-    params = fleetmodel.Params(memory_bytes=8 * GIB, cores=2, image_cache_bytes=0)
-    state = fleetmodel.initial(params, time.time(), params.marks.high_bytes + 2 * GIB, 4 * GIB)
+    params = nodemodel.Params(memory_bytes=8 * GIB, cores=2, image_cache_bytes=0)
+    state = nodemodel.initial(params, time.time(), params.marks.high_bytes + 2 * GIB, 4 * GIB)
     api = await apiclient.connect(str(sim_cluster.kubeconfig_path))
     fleet = running.Fleet(api, {node: (params, state)}, running.Config(publish_interval_s=2))
     stop = asyncio.Event()
@@ -171,10 +172,8 @@ async def test_the_node_carries_a_summary_and_condition_marked_simulated(
     assert any(c["type"] == "Ready" for c in conditions), "kwok's own conditions survive"
 
 
-async def test_a_preparation_request_is_acknowledged_and_frees_modelled_page_cache(
-    harness: Harness,
-) -> None:
-    request = preparation.PrepareRequest(id="req-1", bytes_wanted=3 * GIB, requested_at=0.0)
+async def _request_and_ack(harness: Harness, request_id: str) -> preparationack.PrepareAck:
+    request = preparation.PrepareRequest(id=request_id, bytes_wanted=3 * GIB, requested_at=0.0)
     await harness.api.request(
         "PATCH",
         f"/api/v1/nodes/{harness.node}",
@@ -190,11 +189,35 @@ async def test_a_preparation_request_is_acknowledged_and_frees_modelled_page_cac
         text = ((await harness.node_object())["metadata"].get("annotations") or {}).get(
             names.PREPARE_ACK_ANNOTATION
         )
-        return preparationack.decode(text) if text else None
+        found = preparationack.decode(text) if text else None
+        return found if found is not None and found.id == request_id else None
 
-    done = await until(ack, what="the acknowledgement")
-    assert done.id == "req-1" and done.freed_bytes == 3 * GIB
-    assert done.actions[0].kind == "simulated_drop_caches"
-    await asyncio.sleep(0.5)
+    return await until(ack, what="the acknowledgement")
+
+
+async def test_with_the_agents_defaults_a_preparation_request_is_planned_but_frees_nothing(
+    harness: Harness,
+) -> None:
+    done = await _request_and_ack(harness, "req-default")
+    assert done.dry_run and done.freed_bytes == 0
+    assert all(a.kind != "drop_caches" or a.outcome != "done" for a in done.actions)
+
+
+async def test_an_acting_agent_drops_the_modelled_page_cache_once(
+    harness: Harness,
+) -> None:
+    harness.fleet.config = replace(
+        harness.fleet.config,
+        dry_run=False,
+        preparation=planning.Params(drop_page_cache=True),
+    )
+    done = await _request_and_ack(harness, "req-1")
+    assert not done.dry_run and done.freed_bytes == 4 * GIB
+    assert [(a.kind, a.outcome) for a in done.actions if a.outcome == "done"] == [
+        ("drop_caches", "done")
+    ]
     sim = harness.fleet.nodes[harness.node]
-    assert fleetmodel.headroom_bytes(sim.state, sim.params) >= 4.9 * GIB
+    assert nodemodel.headroom_bytes(sim.state, sim.params) >= 5.9 * GIB
+    again = await _request_and_ack(harness, "req-2")
+    assert again.freed_bytes == 0
+    assert ("drop_caches", "skipped") in [(a.kind, a.outcome) for a in again.actions]

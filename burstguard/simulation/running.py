@@ -1,12 +1,12 @@
 """The simulated fleet process: plays the node agent for kwok nodes (a SIMULATION).
 
 One asyncio process serves every simulated node. It watches pods bound to those nodes and
-Nodes' preparation requests, advances each node's memory model (core/fleetmodel.py) in wall
+Nodes' preparation requests, advances each node's memory model (core/nodemodel.py) in wall
 time, and:
 
 * **starts**: a pod bound to a simulated node begins a modelled start; when the model says it
   finished, the fleet writes the pod's status as started and Ready (kwok, with the stages of
-  ``simfleet.stages``, never starts a pod itself; it still completes Job pods after their run
+  ``simulation.stages``, never starts a pod itself; it still completes Job pods after their run
   time and deletes pods). A pod that finishes or goes away gives its memory back;
 * **publishes** the same NodeSummary the agent does (``simulated=True``,
   ``signal_source="simulation"``), rate-limited by the agent's rule (``core.publication``:
@@ -32,9 +32,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from burstguard.agent import preparing
 from burstguard.api import names, nodesummary, preparation, preparationack
-from burstguard.core import fleetmodel, publication, recommending
+from burstguard.core import preparation as planning
+from burstguard.core import publication, recommending
 from burstguard.k8s import apiclient, simnodes, watching
+from burstguard.simulation import nodemodel
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +70,51 @@ class Config:
     """Timeline resolution, seconds; None records nothing."""
     seed: int = 1
     """Seed of the model's random source."""
+    dry_run: bool = True
+    """Plan preparation and report it without acting, as the agent does with the chart's
+    default ``agent.preparation.enabled: false``."""
+    preparation: planning.Params = field(default_factory=planning.Params)
+    """The agent's preparation guardrails (default: the agent's defaults: drop_caches off,
+    300 s cooldown, 6 actions per hour)."""
 
 
 @dataclass
 class NodeSim:
     """One simulated node's model and publication memory."""
 
-    params: fleetmodel.Params
-    state: fleetmodel.State
-    last_counters: fleetmodel.Counters = field(default_factory=fleetmodel.Counters)
+    params: nodemodel.Params
+    state: nodemodel.State
+    last_counters: nodemodel.Counters = field(default_factory=nodemodel.Counters)
     last_at: float = 0.0
     published: publication.Published | None = None
     transition_at: float = 0.0
     acked: str = ""
     samples: list[recommending.Sample] = field(default_factory=list)
+    executor: preparing.Executor | None = None
+
+
+class ModelExecutor(preparing.Executor):
+    """The agent's executor (same guardrails, history, slab rule and acknowledgement) writing
+    to the node model instead of ``/proc``: ``drop_caches`` empties the model's page cache at
+    once (host S3a: ~15 GB in 0.10 s), compaction frees nothing, cgroup reclaim is not
+    modelled and says so."""
+
+    def __init__(self, sim: NodeSim, reserve_bytes: int, dry_run: bool) -> None:
+        super().__init__(
+            proc_root="/simulated/proc",
+            measure_headroom=lambda: nodemodel.headroom_bytes(sim.state, sim.params, reserve_bytes),
+            dry_run=dry_run,
+            clock=time.time,
+        )
+        self.sim = sim
+
+    def _write(self, path: str, value: str) -> str:
+        if path.endswith("drop_caches"):
+            self.sim.state = nodemodel.drop_page_cache(self.sim.state)
+            return ""
+        if path.endswith("compact_memory"):
+            return ""
+        return f"{path}: cgroup reclaim is not modelled"
 
 
 @dataclass
@@ -165,7 +199,7 @@ class Fleet:
     def __init__(
         self,
         api: apiclient.Api,
-        nodes: Mapping[str, tuple[fleetmodel.Params, fleetmodel.State]],
+        nodes: Mapping[str, tuple[nodemodel.Params, nodemodel.State]],
         config: Config = Config(),
     ) -> None:
         self.api = api
@@ -188,7 +222,7 @@ class Fleet:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_record = 0.0
 
-    def reset(self, nodes: Mapping[str, tuple[fleetmodel.Params, fleetmodel.State]]) -> None:
+    def reset(self, nodes: Mapping[str, tuple[nodemodel.Params, nodemodel.State]]) -> None:
         """Put every node back to the given state (same start for a second run); keeps
         publication memory, clears timelines and start durations."""
         now = time.time()
@@ -197,6 +231,7 @@ class Fleet:
             sim.params, sim.state = params, _retime(state, now)
             sim.last_counters, sim.last_at = sim.state.counters, now
             sim.samples.clear()
+            sim.executor = None  # a new run starts with no preparation history
         self.stats.started_durations.clear()
         self.stats.last_started_at = 0.0
 
@@ -206,45 +241,49 @@ class Fleet:
         """A pod was bound to a simulated node: its start begins now."""
         sim = self.nodes[node]
         now = time.time()
-        sim.state, done = fleetmodel.advance(sim.state, sim.params, now, self.rng)
+        sim.state, done = nodemodel.advance(sim.state, sim.params, now, self.rng)
         self._finished(done)
         demand = memory or self.config.default_demand_bytes
-        sim.state = fleetmodel.start(sim.state, sim.params, key, demand, now=now, image=image)
+        sim.state = nodemodel.start(sim.state, sim.params, key, demand, now=now, image=image)
         self.stats.starts_seen += 1
 
     def gone(self, key: str, node: str) -> None:
         """A pod finished or was deleted: its memory returns."""
         sim = self.nodes[node]
-        sim.state = fleetmodel.stop(sim.state, key)
+        sim.state = nodemodel.stop(sim.state, key)
 
     def requested(self, node: str, request: preparation.PrepareRequest) -> None:
-        """A preparation request: reclaim page cache in the model and acknowledge."""
+        """A preparation request: plan it with the agent's planner and guardrails
+        (``core.preparation``), execute it with the agent's executor on the model, and
+        acknowledge it in the agent's format."""
         sim = self.nodes[node]
         if request.id == sim.acked:
             return
         sim.acked = request.id
-        before = fleetmodel.headroom_bytes(sim.state, sim.params, self.config.reserve_bytes)
-        freed = min(request.bytes_wanted, sim.state.cache_bytes)
-        sim.state = fleetmodel.prepare(sim.state, request.bytes_wanted)
         now = time.time()
-        ack = preparationack.PrepareAck(
-            id=request.id,
-            done_at=now,
-            dry_run=False,
-            bytes_wanted=request.bytes_wanted,
-            freed_bytes=freed,
-            headroom_before_bytes=before,
-            headroom_after_bytes=before + freed,
-            actions=(
-                preparationack.ActionResult(
-                    kind="simulated_drop_caches",
-                    target="model",
-                    outcome="done",
-                    freed_bytes=freed,
-                    detail="SIMULATED: modelled page-cache reclaim",
-                ),
+        sim.state, done = nodemodel.advance(sim.state, sim.params, now, self.rng)
+        self._finished(done)
+        if sim.executor is None:
+            sim.executor = ModelExecutor(sim, self.config.reserve_bytes, self.config.dry_run)
+        view = planning.NodeView(
+            headroom_bytes=nodemodel.headroom_bytes(
+                sim.state, sim.params, self.config.reserve_bytes
             ),
+            reclaimable_bytes=sim.state.cache_bytes,
+            high_order_free_ratio=None,
+            kswapd_busy=sim.state.kswapd_awake,
+            kcompactd_busy=False,
+            shrinker_exposed=sim.params.shrinker_exposed,
         )
+        plan = planning.plan(
+            request.bytes_wanted,
+            f"request:{request.id}",
+            view,
+            history=sim.executor.history,
+            params=self.config.preparation,
+            now=now,
+        )
+        ack = sim.executor.execute(plan, request.id, sim.params.shrinker_exposed, now)
         self.stats.acks += 1
         self._spawn(
             simnodes.annotate_node(
@@ -267,7 +306,7 @@ class Fleet:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _finished(self, done: tuple[fleetmodel.Started, ...]) -> None:
+    def _finished(self, done: tuple[nodemodel.Started, ...]) -> None:
         for started in done:
             self.stats.start_marks += 1
             self.stats.started_durations.append(started.duration_s)
@@ -294,9 +333,9 @@ class Fleet:
         if record:
             self._last_record = now
         for name, sim in self.nodes.items():
-            sim.state, done = fleetmodel.advance(sim.state, sim.params, now, self.rng)
+            sim.state, done = nodemodel.advance(sim.state, sim.params, now, self.rng)
             self._finished(done)
-            summary = fleetmodel.summarize(
+            summary = nodemodel.summarize(
                 sim.state,
                 sim.params,
                 sim.last_counters,
@@ -430,8 +469,8 @@ class Fleet:
         )
 
     def outcome(self) -> dict[str, float]:
-        """Fleet totals (core/fleetmodel.outcome) plus start durations."""
-        totals = fleetmodel.outcome({n: s.state for n, s in self.nodes.items()})
+        """Fleet totals (core/nodemodel.outcome) plus start durations."""
+        totals = nodemodel.outcome({n: s.state for n, s in self.nodes.items()})
         durations = sorted(self.stats.started_durations)
         if durations:
             totals["start_p50_s"] = durations[len(durations) // 2]
@@ -443,6 +482,6 @@ class Fleet:
         return sum(s.state.starting for s in self.nodes.values())
 
 
-def _retime(state: fleetmodel.State, now: float) -> fleetmodel.State:
+def _retime(state: nodemodel.State, now: float) -> nodemodel.State:
     """A state made at another time, moved to ``now`` (nothing happens in between)."""
     return replace(state, at=now)

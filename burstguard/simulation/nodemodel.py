@@ -17,15 +17,20 @@ The model, one node, one memory zone (watermarks summed as the kernel sums them)
   Check: 24 GiB, wsf 10 gives 66/90/114 MiB, which is what reference/host-6.18 measured.
 * **A start** costs CPU (``start_overhead_core_s`` plus faulting in its memory at
   ``fault_bytes_per_core_s``) and its memory (``demand_bytes``, kept while it runs: there is
-  no swap). Starting pods share the node's cores; an awake kswapd takes one core. Memory is
+  no swap). Starting pods share the node's cores (at most one each); an awake kswapd takes
+  ``kswapd_reclaim_bytes_per_s / kswapd_bytes_per_core_s`` cores from them. Memory is
   faulted in as the work progresses, so demand ramps over the start.
 * **Page cache**: the first start of an image on a node reads its layers into the page cache
   (``image_cache_bytes``); other workloads grow it at ``background_cache_bytes_per_s``.
-* **kswapd** wakes when free falls below ``low`` and reclaims page cache at
-  ``kswapd_reclaim_bytes_per_s`` until free is back above ``high``, then sleeps (one reclaim
-  episode). Allocations that would take free below ``min`` enter direct reclaim: each
-  allocating task reclaims at ``direct_reclaim_bytes_per_s``, counts one allocation stall per
-  step, and the start is throttled to what was reclaimed.
+* **kswapd** wakes at the moment free memory crosses ``low`` (interpolated within a step) and
+  reclaims page cache at ``kswapd_reclaim_bytes_per_s`` until free is back above ``high``,
+  then sleeps (one reclaim episode).
+* **Direct reclaim**: only what kswapd cannot cover before free would fall below ``min`` is
+  reclaimed by the allocating tasks, through one shared throughput
+  (``direct_reclaim_bytes_per_s``): every allocating task waits for the whole shortfall, so
+  the stall grows with the shortfall and the starts lose that time. Allocation stalls are
+  counted per ``direct_reclaim_bytes_per_allocstall`` reclaimed, so no count depends on the
+  step.
 * **Shrinker stall** (pre-6.7 kernels only, ``shrinker_exposed``): a start's overlayfs mount
   that happens while kswapd is awake stalls with probability ``stall_probability`` for a
   log-uniformly drawn ``stall_min_s``..``stall_max_s`` (``alloc_super -> prealloc_shrinker``
@@ -65,10 +70,13 @@ KSWAPD_RECLAIM_BYTES_PER_S: Final = 1.5e9
 clean cache only, so scanned ≈ reclaimed."""
 
 DIRECT_RECLAIM_BYTES_PER_S: Final = 0.5e9
-"""Reclaim by one allocating task in direct reclaim, bytes/s. Host S2: pgscan_direct
-14-29 k pages per burst in 28-150 allocation stalls, i.e. ~0.5-2 MiB per stall; 81 % of
-episodes under 128 µs and a tail of 32-262 ms. ASSUMPTION: the rate itself was not measured;
-0.5 GB/s (a third of kswapd's) keeps direct reclaim a throttle, not a free lunch."""
+"""Direct-reclaim throughput of the node, shared by every task in direct reclaim, bytes/s
+(the kernel throttles concurrent direct reclaimers: ``too_many_isolated``,
+``reclaim_throttle``). Host S2: pgscan_direct 14-29 k pages per burst in 28-150 allocation
+stalls; 81 % of episodes under 128 µs and a tail of 32-262 ms with 32 tasks allocating, which
+pacing to 2 starts cut to 0.6 ms (S3b). ASSUMPTION: the throughput itself was not measured;
+0.5 GB/s (a third of kswapd's) makes a 32-task stall of ~16 MiB last ~30 ms, the host's
+tail."""
 
 PROACTIVE_RECLAIM_BYTES_PER_S: Final = 150e9
 """Preparation's page-cache drop, bytes/s. Host S3a: ``drop_caches=1`` freed ~15 GB in
@@ -85,11 +93,17 @@ START_OVERHEAD_CORE_S: Final = 0.1
 core-seconds. Incident: "our optimized container creation pipeline normally completes in
 about 100ms"."""
 
-KSWAPD_CORES: Final = 0.0
-"""CPU kswapd takes from starting pods while awake, cores. Host: the pressure bursts (S2,
-kswapd awake) were not slower than the unpressured ones (S1): makespan 3.50 vs 4.33 s median,
-6-17 % faster within repetitions, so the measured cost is nil; a Params knob keeps the
-mechanism (one kswapd thread per NUMA node) for nodes where it is measured."""
+KSWAPD_BYTES_PER_CORE_S: Final = 15e9
+"""CPU cost of kswapd's reclaim of clean page cache, bytes per core-second: while awake,
+kswapd takes ``kswapd_reclaim_bytes_per_s / this`` cores (0.1) from starting pods. Host: S2 (kswapd
+awake, 5-8 GiB scanned) was not slower than S1 (makespan 3.50 vs 4.33 s median, S2 at most
+4.53 s), so the cost is small; ASSUMPTION: a tenth of a core, the most that keeps the
+modelled S2 makespan (S1's 4.3 s x 2 / (2 - cost)) inside the host's range."""
+
+DIRECT_RECLAIM_BYTES_PER_ALLOCSTALL: Final = 1_773_568
+"""Bytes a task reclaims per allocation stall (one ``try_to_free_pages`` call). Host S2:
+pgscan_direct median 19 929 pages over median 46 allocstalls = 433 pages = 1.7 MiB (per-run
+0.4-2 MiB)."""
 
 STALL_PROBABILITY: Final = 0.0034
 """Chance that one overlayfs mount stalls while kswapd is awake on a pre-6.7 kernel. Lab
@@ -115,7 +129,12 @@ DEFAULT_WATERMARK_SCALE_FACTOR: Final = 10
 """Kernel default of vm.watermark_scale_factor (Documentation/admin-guide/sysctl/vm.rst)."""
 
 STEP_S: Final = 0.05
-"""Largest integration step, seconds (kswapd moves 75 MB in one)."""
+"""Default largest integration step, seconds. Results do not depend on it: 0.01 and 0.05 agree
+within 10 % on every calibration burst (test_nodemodel)."""
+
+
+MIN_STEP_S: Final = 0.001
+"""Shortest step, seconds: a start finishing within it is late by at most this much."""
 
 
 def default_min_free_kbytes(memory_bytes: int, thp: bool = True) -> int:
@@ -163,7 +182,7 @@ class Params:
     kswapd_reclaim_bytes_per_s: float = KSWAPD_RECLAIM_BYTES_PER_S
     """kswapd reclaim speed, bytes/s."""
     direct_reclaim_bytes_per_s: float = DIRECT_RECLAIM_BYTES_PER_S
-    """Direct reclaim speed per allocating task, bytes/s."""
+    """Direct reclaim throughput shared by the allocating tasks, bytes/s."""
     proactive_reclaim_bytes_per_s: float = PROACTIVE_RECLAIM_BYTES_PER_S
     """Preparation reclaim speed, bytes/s."""
     fault_bytes_per_core_s: float = FAULT_BYTES_PER_CORE_S
@@ -180,8 +199,10 @@ class Params:
     """Shortest stall, seconds."""
     stall_max_s: float = STALL_MAX_S
     """Longest stall, seconds."""
-    kswapd_cores: float = KSWAPD_CORES
-    """CPU kswapd takes from starts while awake, cores; default 0 (host measurement)."""
+    kswapd_bytes_per_core_s: float = KSWAPD_BYTES_PER_CORE_S
+    """CPU cost of kswapd's reclaim, bytes per core-second."""
+    direct_reclaim_bytes_per_allocstall: int = DIRECT_RECLAIM_BYTES_PER_ALLOCSTALL
+    """Bytes reclaimed per allocation stall."""
 
     @functools.cached_property
     def marks(self) -> Watermarks:
@@ -223,7 +244,7 @@ class Counters:
     pgscan_direct: int = 0
     """Pages scanned in direct reclaim."""
     allocstall: int = 0
-    """Allocation stalls (one per allocating task per step in direct reclaim)."""
+    """Allocation stalls: direct-reclaimed bytes / ``direct_reclaim_bytes_per_allocstall``."""
     kswapd_wakes: int = 0
     """kswapd wake-ups = reclaim episodes."""
     stalls: int = 0
@@ -232,12 +253,22 @@ class Counters:
     """Σ stall durations, seconds."""
     max_stall_s: float = 0.0
     """Longest stall, seconds."""
+    stall_log: tuple[float, ...] = ()
+    """Every stall's duration in order, seconds (stalls are rare: 0.3 % of mounts)."""
     starts_done: int = 0
     """Starts completed."""
     max_starting: int = 0
     """Most starts in progress at once."""
     kswapd_awake_s: float = 0.0
     """Time kswapd was awake, seconds."""
+    direct_reclaim_bytes: int = 0
+    """Bytes reclaimed by allocating tasks themselves."""
+    direct_reclaim_s: float = 0.0
+    """Σ time allocating tasks spent in direct reclaim, task-seconds."""
+    first_kswapd_wake_at: float | None = None
+    """Model time kswapd first woke, seconds; None = never."""
+    first_direct_reclaim_at: float | None = None
+    """Model time of the first direct reclaim, seconds; None = never."""
 
 
 @dataclass(frozen=True)
@@ -332,81 +363,105 @@ def prepare(state: State, bytes_wanted: int) -> State:
     return replace(state, prepare_left_bytes=max(state.prepare_left_bytes, bytes_wanted))
 
 
+def drop_page_cache(state: State) -> State:
+    """``echo 1 > drop_caches``: every clean page-cache byte becomes free at once."""
+    return replace(state, free_bytes=state.free_bytes + state.cache_bytes, cache_bytes=0)
+
+
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
     return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
-def _step(
-    state: State, params: Params, dt: float, rng: random.Random, done: list[Started]
-) -> State:
-    marks = params.marks
-    now = state.at + dt
-    free, cache, anon = state.free_bytes, state.cache_bytes, state.anon_bytes
-    c = state.counters
-    awake = state.kswapd_awake
-
-    # Mounts happen when a start first runs; on exposed kernels a mount while kswapd shrinks
-    # slab may wait behind shrinker_rwsem.
+def _mount(
+    state: State, params: Params, rng: random.Random, c: Counters
+) -> tuple[list[Start], Counters]:
+    """Mounts happen when a start first runs; on exposed kernels a mount while kswapd shrinks
+    slab may wait behind shrinker_rwsem (one draw per mount, whatever the step)."""
     starts: list[Start] = []
     for pending in state.starts:
         s = pending
         if not s.mounted and s.blocked_until <= state.at:
-            if params.shrinker_exposed and awake and rng.random() < params.stall_probability:
+            if (
+                params.shrinker_exposed
+                and state.kswapd_awake
+                and (rng.random() < params.stall_probability)
+            ):
                 stall = _log_uniform(rng, params.stall_min_s, params.stall_max_s)
                 c = replace(
                     c,
                     stalls=c.stalls + 1,
                     stall_seconds=c.stall_seconds + stall,
                     max_stall_s=max(c.max_stall_s, stall),
+                    stall_log=(*c.stall_log, stall),
                 )
                 s = replace(s, blocked_until=state.at + stall, stalled_s=stall)
             s = replace(s, mounted=True)
         starts.append(s)
+    return starts, c
 
+
+def _share(state: State, params: Params, active: int) -> float:
+    """Cores each running start gets: the node's cores less kswapd's, split evenly (at most
+    one core per start: a start is one thread faulting its memory)."""
+    if not active:
+        return 0.0
+    kswapd = params.kswapd_reclaim_bytes_per_s / params.kswapd_bytes_per_core_s
+    cpu = params.cores - (kswapd if state.kswapd_awake else 0.0)
+    return min(1.0, max(cpu, params.cores * 0.25) / active)
+
+
+def _fault_target(s: Start, params: Params, work: float) -> int:
+    """Bytes a start has faulted in once it has done ``work`` core-seconds (memory is faulted
+    as the work progresses, after the fixed overhead)."""
+    if work >= s.work_core_s:
+        return s.demand_bytes
+    fault_work = s.work_core_s - params.start_overhead_core_s
+    if fault_work <= 0:
+        return s.demand_bytes
+    return int(s.demand_bytes * max(0.0, work - params.start_overhead_core_s) / fault_work)
+
+
+def _step_length(state: State, params: Params, step_s: float, share: float) -> float:
+    """The step, cut short at the next start's completion at the current rates, so a start
+    finishes (and its slot frees) at its own time rather than at the end of a step."""
+    dt = step_s
+    for s in state.starts:
+        if s.blocked_until > state.at:
+            dt = min(dt, s.blocked_until - state.at)
+        elif share > 0 and s.done_core_s < s.work_core_s:
+            dt = min(dt, (s.work_core_s - s.done_core_s) / share)
+    # A throttled start finishes later than predicted; never crawl after it in tiny steps.
+    return max(dt, min(step_s, MIN_STEP_S))
+
+
+def _step(
+    state: State, params: Params, step_s: float, rng: random.Random, done: list[Started]
+) -> State:
+    """One step of length at most ``step_s``, integrated as if the rates held through it.
+
+    Within the step the starts allocate at a constant rate. kswapd wakes at the moment free
+    memory crosses ``low`` (interpolated inside the step, not at its end) and reclaims from then
+    on; only what it cannot cover below ``min`` is left to direct reclaim. So one step never
+    jumps the low->min band, and kswapd always wakes before direct reclaim, as in the kernel
+    (``__alloc_pages_slowpath`` calls ``wake_all_kswapds`` before
+    ``__alloc_pages_direct_reclaim``).
+    """
+    marks = params.marks
+    c = state.counters
+    starts, c = _mount(state, params, rng, c)
     active = [i for i, s in enumerate(starts) if s.blocked_until <= state.at]
-    cpu = max(params.cores - (params.kswapd_cores if awake else 0.0), params.cores * 0.25)
-    share = min(1.0, cpu / len(active)) if active else 0.0
-    overhead = params.start_overhead_core_s
+    share = _share(state, params, len(active))
+    dt = _step_length(replace(state, starts=tuple(starts)), params, step_s, share)
+    now = state.at + dt
+    free, cache, anon = state.free_bytes, state.cache_bytes, state.anon_bytes
+
     needs: dict[int, int] = {}
-    progress: dict[int, float] = {}
     for i in active:
         s = starts[i]
         work = min(s.work_core_s, s.done_core_s + share * dt)
-        fault_work = max(0.0, s.work_core_s - overhead)
-        fraction = 1.0 if fault_work <= 0 else max(0.0, work - overhead) / fault_work
-        target = s.demand_bytes if work >= s.work_core_s else int(s.demand_bytes * fraction)
-        progress[i] = work
-        needs[i] = max(0, target - s.faulted_bytes)
+        needs[i] = max(0, _fault_target(s, params, work) - s.faulted_bytes)
     background = int(params.background_cache_bytes_per_s * dt)
-    total = sum(needs.values()) + background
-
-    # Allocation: above min it just succeeds; below, the allocating tasks reclaim directly.
-    grant = 1.0
-    if total > 0 and free - total < marks.min_bytes:
-        allocating = sum(1 for n in needs.values() if n > 0) + (1 if background else 0)
-        reclaimed = min(cache, int(params.direct_reclaim_bytes_per_s * allocating * dt))
-        cache -= reclaimed
-        free += reclaimed
-        c = replace(
-            c,
-            pgscan_direct=c.pgscan_direct + reclaimed // PAGE_SIZE,
-            allocstall=c.allocstall + allocating,
-        )
-        grant = max(0.0, min(1.0, (free - marks.min_bytes) / total))
-    for i, need in needs.items():
-        s = starts[i]
-        got = int(need * grant)
-        if grant < 1.0 and need > 0:
-            # Throttled: only the part of the work whose memory was granted happened.
-            work = s.done_core_s + (progress[i] - s.done_core_s) * grant
-        else:
-            work = progress[i]
-        free -= got
-        anon += got
-        starts[i] = replace(s, done_core_s=work, faulted_bytes=s.faulted_bytes + got)
-    got_bg = int(background * grant)
-    free -= got_bg
-    cache += got_bg
+    demand = sum(needs.values()) + background
 
     # Preparation: proactive reclaim of page cache (not kswapd, not counted as scanning).
     prepare_left = state.prepare_left_bytes
@@ -416,24 +471,79 @@ def _step(
         free += freed
         prepare_left = 0 if cache == 0 else prepare_left - freed
 
-    # kswapd: wake below low, reclaim page cache until free is above high.
-    if not awake and free < marks.low_bytes:
-        awake = True
-        c = replace(c, kswapd_wakes=c.kswapd_wakes + 1)
+    # kswapd: awake from the moment free crosses low within the step.
+    awake = state.kswapd_awake
+    woke_after = 0.0
+    if not awake:
+        if free < marks.low_bytes:
+            awake = True
+        elif demand > 0 and free - demand < marks.low_bytes:
+            awake = True
+            woke_after = dt * (free - marks.low_bytes) / demand
+        if awake:
+            c = replace(c, kswapd_wakes=c.kswapd_wakes + 1)
+            if c.first_kswapd_wake_at is None:
+                c = replace(c, first_kswapd_wake_at=state.at + woke_after)
+    kswapd = 0
     if awake:
-        c = replace(c, kswapd_awake_s=c.kswapd_awake_s + dt)
-        want = max(0, marks.high_bytes - free)
-        reclaimed = min(cache, want, int(params.kswapd_reclaim_bytes_per_s * dt))
-        cache -= reclaimed
-        free += reclaimed
-        c = replace(c, pgscan_kswapd=c.pgscan_kswapd + reclaimed // PAGE_SIZE)
-        if free >= marks.high_bytes:
-            awake = False
+        budget = int(params.kswapd_reclaim_bytes_per_s * (dt - woke_after))
+        # kswapd stops once free is back at high (it reclaims against the allocations).
+        kswapd = max(0, min(cache, budget, marks.high_bytes - (free - demand)))
+        cache -= kswapd
+        free += kswapd
+        c = replace(
+            c,
+            kswapd_awake_s=c.kswapd_awake_s + dt - woke_after,
+            pgscan_kswapd=c.pgscan_kswapd + kswapd // PAGE_SIZE,
+        )
+
+    # Direct reclaim: what would take free below min is reclaimed by the allocating tasks
+    # themselves, through one shared reclaim throughput, so every allocating task waits for
+    # the whole shortfall: the stall grows with the shortfall. A task that waits T seconds of
+    # the step progresses (dt - T) / dt of it; solving shortfall(g) = R x T(g) for the progress
+    # g gives g = (R dt + free - min) / (R dt + demand).
+    grant = 1.0
+    direct = 0
+    if demand > 0 and free - demand < marks.min_bytes:
+        rate_dt = params.direct_reclaim_bytes_per_s * dt
+        grant = max(0.0, min(1.0, (rate_dt + free - marks.min_bytes) / (rate_dt + demand)))
+        direct = min(cache, max(0, marks.min_bytes - (free - int(demand * grant))))
+        cache -= direct
+        free += direct
+        # Without cache to reclaim (no swap) allocations get only what is left above min.
+        grant = max(0.0, min(grant, (free - marks.min_bytes) / demand))
+        reclaimed_total = c.direct_reclaim_bytes + direct
+        waited = direct / params.direct_reclaim_bytes_per_s
+        allocating = sum(1 for n in needs.values() if n > 0) + (1 if background else 0)
+        c = replace(
+            c,
+            direct_reclaim_bytes=reclaimed_total,
+            pgscan_direct=reclaimed_total // PAGE_SIZE,
+            allocstall=reclaimed_total // params.direct_reclaim_bytes_per_allocstall,
+            direct_reclaim_s=c.direct_reclaim_s + waited * allocating,
+        )
+        if direct and c.first_direct_reclaim_at is None:
+            c = replace(c, first_direct_reclaim_at=now)
+
+    for i, need in needs.items():
+        s = starts[i]
+        got = int(need * grant)
+        work = min(s.work_core_s, s.done_core_s + share * dt * grant)
+        if grant >= 1.0:
+            got = need
+        free -= got
+        anon += got
+        starts[i] = replace(s, done_core_s=work, faulted_bytes=s.faulted_bytes + got)
+    got_bg = int(background * grant)
+    free -= got_bg
+    cache += got_bg
+    if awake and free >= marks.high_bytes:
+        awake = False
 
     running = list(state.running)
     remaining: list[Start] = []
     for s in starts:
-        if s.done_core_s >= s.work_core_s - 1e-12 and s.faulted_bytes >= s.demand_bytes:
+        if s.done_core_s >= s.work_core_s - 1e-9 and s.faulted_bytes >= s.demand_bytes:
             running.append((s.key, s.faulted_bytes))
             done.append(Started(s.key, now, now - s.began_at, s.stalled_s))
             c = replace(c, starts_done=c.starts_done + 1)
@@ -465,14 +575,24 @@ def _quiet(state: State, params: Params) -> bool:
 
 
 def advance(
-    state: State, params: Params, now: float, rng: random.Random
+    state: State,
+    params: Params,
+    now: float,
+    rng: random.Random,
+    *,
+    step_s: float = STEP_S,
+    until_started: bool = False,
 ) -> tuple[State, tuple[Started, ...]]:
-    """Run the model forward to ``now`` in steps of at most STEP_S; returns completed starts."""
+    """Run the model forward to ``now`` in steps of at most ``step_s``; returns the completed
+    starts. ``until_started`` stops at the first completion (``state.at`` is then its time), so
+    a caller can release the next start at the moment a slot frees, as a runtime does."""
     done: list[Started] = []
     while state.at < now - 1e-9:
         if _quiet(state, params):
             return replace(state, at=now), tuple(done)
-        state = _step(state, params, min(STEP_S, now - state.at), rng, done)
+        state = _step(state, params, min(step_s, now - state.at), rng, done)
+        if until_started and done:
+            break
     return state, tuple(done)
 
 
@@ -506,11 +626,12 @@ def summarize(
         reasons.append("kswapd-scanning")
     if rates.allocstall > 0:
         reasons.append("direct-reclaim")
-    new_stalls = c.stalls - previous.stalls
+    # The window's worst stall, as the agent's BPF window p99 (not the lifetime maximum).
+    recent = c.stall_log[len(previous.stall_log) :]
     lock_wait = None
     if params.shrinker_exposed:
-        lock_wait = c.max_stall_s if new_stalls > 0 else 0.0
-        if new_stalls > 0:
+        lock_wait = max(recent, default=0.0)
+        if recent:
             reasons.append("mount-stall")
     return nodesummary.NodeSummary(
         sampled_at=now,
@@ -523,7 +644,6 @@ def summarize(
         shrinker_exposed=params.shrinker_exposed,
         lock_wait_p99_s=lock_wait,
         mount_p99_s=lock_wait,
-        starting_demand_bytes=sum(s.demand_bytes - s.faulted_bytes for s in state.starts),
         signal_source="simulation",
         degraded_reason="simulated node: modelled memory, not measured",
         simulated=True,
