@@ -17,6 +17,7 @@ at its index and removes it, so another controller's gate can never be removed b
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -87,7 +88,10 @@ class PodRecord:
     """Node named by a single-value ``metadata.name In`` field requirement (a pin)."""
     queued: pacing.QueuedPod | None = None
     """The gated pod as the pacer queues it, built once: with 10k gated pods, building them
-    every tick took a fifth of the operator's CPU."""
+    every tick took a fifth of the operator's CPU. None while another controller's gate is
+    still on the pod (``gating.paceable``): such a pod is not paced yet."""
+    held_by: tuple[str, ...] = ()
+    """Other controllers' scheduling gates still on the pod."""
 
     @property
     def namespace(self) -> str:
@@ -189,10 +193,12 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     gate_index = None
-    for i, gate in enumerate(spec.get("schedulingGates") or []):
-        if gate.get("name") == names.SCHEDULING_GATE:
+    gate_names = [str(g.get("name", "")) for g in spec.get("schedulingGates") or []]
+    for i, gate_name in enumerate(gate_names):
+        if gate_name == names.SCHEDULING_GATE:
             gate_index = i
             break
+    held_by = gating.other_gates(gate_names)
     node = spec.get("nodeName") or None
     phase = str(status.get("phase") or "Pending")
     finished = phase in ("Succeeded", "Failed") or bool(meta.get("deletionTimestamp"))
@@ -220,9 +226,10 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
         constraints=constraints,
         affinity=affinity,
         pinned=pinned,
-        queued=None
-        if gate_index is None
-        else pacing.QueuedPod(key, created_at, priority, memory, constraints),
+        queued=pacing.QueuedPod(key, created_at, priority, memory, constraints)
+        if gating.paceable(gate_names)
+        else None,
+        held_by=held_by,
     )
 
 
@@ -260,7 +267,7 @@ class PodStore:
             return
         if rec.gated:
             table = self.gated[rec.policy]
-        elif rec.node is None and rec.phase == "Pending":
+        elif rec.node is None and rec.phase == "Pending" and not rec.held_by:
             table = self.in_flight[rec.policy]
         else:
             return
@@ -269,7 +276,24 @@ class PodStore:
         else:
             table.pop(rec.key, None)
 
+    def _queued_since(self, rec: PodRecord, old: PodRecord | None) -> PodRecord:
+        """Keep the time a pod entered the pacer's queue across its updates.
+
+        A pod joins the queue when burstguard's gate becomes the last one left, which for a
+        pod another controller held is later than its creation: maxGateSeconds and the
+        release order count from then, so a pod held for an hour is paced, not released at
+        once as overdue. After a restart the creation time is all that is known.
+        """
+        if rec.queued is None or old is None or not old.gated:
+            return rec
+        since = self.clock() if old.queued is None else old.queued.created_at
+        if since == rec.queued.created_at:
+            return rec
+        return dataclasses.replace(rec, queued=dataclasses.replace(rec.queued, created_at=since))
+
     def _put(self, rec: PodRecord | None, old: PodRecord | None) -> None:
+        if rec is not None:
+            rec = self._queued_since(rec, old)
         if old is not None and old.starting and rec is not None and rec.node and not rec.starting:
             self.started_on[rec.node][rec.key] = (self.clock(), rec.memory_bytes)
         if old is not None:

@@ -337,7 +337,8 @@ class PolicyLoop:
         if not gated:
             return
         default = policy.spec.pacing.pod_startup_memory_bytes
-        queued = sum(r.memory_bytes or default for r in gated.values())
+        # Pods another controller still holds are not coming yet (DESIGN §7).
+        queued = sum(r.memory_bytes or default for r in gated.values() if r.queued is not None)
         asks = requesting.plan(
             queued,
             views,
