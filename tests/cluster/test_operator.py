@@ -27,6 +27,8 @@ from tests.cluster.builders import JobBuilder, PodBuilder, wait_for
 from tests.conftest import ClusterFixture, NodeGroup
 
 RUN_LABEL = "burstguard.test/run"
+OTHER_GATE = "example.com/admission"
+"""Another controller's scheduling gate."""
 MI = 2**20
 
 
@@ -275,8 +277,77 @@ class TestGatingAndPacing:
             lambda: core.read_node(node).metadata.labels.get(names.INTAKE_LABEL) == "closed",
             timeout_s=30,
         )
-        lift_hold(core, namespace)
+        lift_hold(core, node)
         wait_for("bound to its node", lambda: pod()["spec"].get("nodeName") == node, timeout_s=30)
+
+    def test_a_pod_another_controller_still_gates_is_paced_only_once_that_gate_lifts(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        """While ``example.com/admission`` is on the pod it keeps burstguard's gate and no
+        pin; once it lifts the pod is released and pinned to a node open *then*."""
+        nodes, run = guarded_nodes(
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="second",
+            headrooms=[64 * operating.GI, 0],
+            wait_ready=False,
+        )
+        first, later = nodes.names
+
+        def intake(node: str) -> str | None:
+            return str(core.read_node(node).metadata.labels.get(names.INTAKE_LABEL))
+
+        wait_for(
+            "first node open, second closed",
+            lambda: intake(first) == "open" and intake(later) == "closed",
+            timeout_s=30,
+        )
+        pod = labelled_pod("waiting", run, nodes.selector)
+        pod["spec"]["schedulingGates"] = [{"name": OTHER_GATE}]
+        core.create_namespaced_pod(namespace, pod)
+
+        def read() -> dict[str, Any]:
+            raw = core.read_namespaced_pod("waiting", namespace)
+            return dict(core.api_client.sanitize_for_serialization(raw))
+
+        gates = [g["name"] for g in read()["spec"]["schedulingGates"]]
+        assert gates == [OTHER_GATE, names.SCHEDULING_GATE]  # the webhook still adds its gate
+        time.sleep(3.0)  # 30 pacer ticks with an open node and budget to spare
+        held = read()
+        assert operating.gated(held) and pin_of(held) is None
+        assert "affinity" not in held["spec"]
+        # The nodes change while the other controller holds the pod.
+        operating.publish(core, first, 0)
+        operating.publish(core, later, 64 * operating.GI)
+        wait_for(
+            "first node closed, second open",
+            lambda: intake(first) == "closed" and intake(later) == "open",
+            timeout_s=30,
+        )
+        assert operating.gated(read())
+        core.patch_namespaced_pod(
+            "waiting",
+            namespace,
+            [
+                {"op": "test", "path": "/spec/schedulingGates/0/name", "value": OTHER_GATE},
+                {"op": "remove", "path": "/spec/schedulingGates/0"},
+            ],
+        )
+        wait_for("released after the other gate", lambda: not operating.gated(read()), timeout_s=30)
+        assert pin_of(read()) == later
+        wait_for(
+            "bound where it was pinned",
+            lambda: read()["spec"].get("nodeName") == later,
+            timeout_s=30,
+        )
 
 
 def held_and_pinned(
@@ -291,8 +362,10 @@ def held_and_pinned(
 ) -> tuple[str, Callable[[], dict[str, Any]]]:
     """One open node and a pod ``held`` that burstguard released and pinned to it.
 
-    A second gate of the test's own keeps the pod unbound after burstguard's release, so
-    the test can change the node between the pin and the binding.
+    The pod requests one unit of an extended resource no node has yet
+    (``burstguard.test/hold``), so it stays unbound after burstguard's release and the test
+    can change the node between the pin and the binding. (A second scheduling gate would
+    not do: burstguard paces a pod only once its own gate is the last one, DESIGN §7.)
     """
     nodes, run = guarded_nodes(
         cluster,
@@ -311,7 +384,9 @@ def held_and_pinned(
         timeout_s=30,
     )
     held = labelled_pod("held", run, nodes.selector)
-    held["spec"]["schedulingGates"] = [{"name": "burstguard.test/hold"}]
+    resources = held["spec"]["containers"][0]["resources"]
+    resources["requests"][HOLD_RESOURCE] = "1"
+    resources["limits"] = {HOLD_RESOURCE: "1"}  # extended resources: limits equal requests
     core.create_namespaced_pod(namespace, held)
 
     def pod() -> dict[str, Any]:
@@ -323,11 +398,13 @@ def held_and_pinned(
     return node, pod
 
 
-def lift_hold(core: k8s_client.CoreV1Api, namespace: str) -> None:
-    """Remove the test's own gate from the pod ``held``."""
-    core.patch_namespaced_pod(
-        "held", namespace, [{"op": "remove", "path": "/spec/schedulingGates"}]
-    )
+HOLD_RESOURCE = "burstguard.test/hold"
+
+
+def lift_hold(core: k8s_client.CoreV1Api, node: str) -> None:
+    """Give ``node`` the extended resource the pod ``held`` waits for."""
+    amount = {HOLD_RESOURCE: "1"}
+    core.patch_node_status(node, {"status": {"capacity": amount, "allocatable": amount}})
 
 
 class TestNeverStrand:
@@ -448,7 +525,7 @@ class TestNeverStrand:
         )
         taint = {"key": "burstguard.test/full", "effect": "NoSchedule"}
         core.patch_node(node, {"spec": {"taints": [taint]}})
-        lift_hold(core, namespace)
+        lift_hold(core, node)
         wait_for(
             "a PinnedUnbound event",
             lambda: [
