@@ -144,6 +144,11 @@ def _requirements(items: Any) -> tuple[policy_api.Requirement, ...]:
     )
 
 
+def template_demand(spec: Mapping[str, Any]) -> tuple[int | None, placement.Constraints]:
+    """Memory request and node constraints of a pod template's spec (for forecasts)."""
+    return _memory(spec), _constraints(spec)[0]
+
+
 def _constraints(
     spec: Mapping[str, Any],
 ) -> tuple[placement.Constraints, gating.AffinityShape, str | None]:
