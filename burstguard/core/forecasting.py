@@ -17,13 +17,14 @@ from __future__ import annotations
 import datetime
 import statistics
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from croniter import croniter
 
-from burstguard.core import placement
+from burstguard.api import policy as policy_api
+from burstguard.core import pacing, placement, requesting
 
 KIND_CRONJOB: Final = "CronJob"
 KIND_JOB: Final = "Job"
@@ -255,3 +256,52 @@ def forecast(
 def due(bursts: Iterable[Burst], lead_s: float, now: float) -> tuple[Burst, ...]:
     """Bursts to prepare for now: landing within ``lead_s`` and not yet landed."""
     return tuple(b for b in bursts if now <= b.at <= now + lead_s or not b.scheduled)
+
+
+@dataclass(frozen=True)
+class AheadAsk:
+    """A preparation request made for a forecast burst."""
+
+    burst: Burst
+    """The burst it prepares for."""
+    ask: requesting.Ask
+    """The node, the bytes to free, the node's share and its headroom."""
+    nodes: int
+    """Nodes the burst is spread over."""
+
+
+def ahead(
+    bursts: Iterable[Burst],
+    nodes: Sequence[pacing.NodeView],
+    prep: policy_api.Preparation,
+    last_asked: Mapping[str, float],
+    now: float,
+    *,
+    last_wanted: Mapping[str, int] | None = None,
+) -> tuple[AheadAsk, ...]:
+    """Requests that prepare the nodes each burst can use for its share of the burst.
+
+    A burst is spread evenly over the policy's nodes its pods may land on (template
+    constraints, taints) that are not closed, as ``requesting.plan`` spreads queued demand;
+    each node short of its share is asked through ``requesting.plan``, so the same
+    ``minBytes``, cooldown and re-ask rules apply, and the agent's own guardrails after them.
+    """
+    out: list[AheadAsk] = []
+    asked = dict(last_asked)
+    wanted = dict(last_wanted or {})
+    for burst in bursts:
+        usable = [
+            n
+            for n in nodes
+            if placement.feasible(burst.shape.constraints, n.name, n.labels, n.taints)
+        ]
+        takers = [n for n in usable if n.state != pacing.NODE_CLOSED] or usable
+        if not takers:
+            continue
+        share = burst.memory_bytes // len(takers)
+        for node in takers:
+            for ask in requesting.plan(share, [node], prep, asked, now, last_wanted=wanted):
+                asked[ask.node] = now
+                wanted[ask.node] = ask.bytes_wanted
+                out.append(AheadAsk(burst, ask, len(takers)))
+    return tuple(out)

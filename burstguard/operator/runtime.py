@@ -19,7 +19,16 @@ from typing import Final
 from burstguard.api import policy as policy_api
 from burstguard.core import gating, pacing, selection, shadow
 from burstguard.exporter import operator_metrics as metrics
-from burstguard.k8s import apiclient, namespaces, nodeviews, pods, policies, watching, webhookconfig
+from burstguard.k8s import (
+    apiclient,
+    demand,
+    namespaces,
+    nodeviews,
+    pods,
+    policies,
+    watching,
+    webhookconfig,
+)
 from burstguard.operator import admission, certificates
 
 log = logging.getLogger(__name__)
@@ -85,6 +94,8 @@ class Runtime:
     informers: list[watching.Informer] = field(default_factory=list)
     server: admission.AdmissionServer | None = None
     shadow_results: dict[str, shadow.WouldHave] = field(default_factory=dict)
+    demand_store: demand.DemandStore = field(default_factory=demand.DemandStore)
+    """CronJobs, suspended Jobs and Kueue Workloads: bursts announced before their pods."""
 
     def ordered_policies(self) -> list[policy_api.BurstPolicy]:
         """Valid policies, oldest first."""
@@ -183,6 +194,14 @@ class Runtime:
         await asyncio.wait_for(
             asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout=120
         )
+        for path, table in (
+            (demand.CRONJOBS_PATH, self.demand_store.cronjobs),
+            (demand.JOBS_PATH, self.demand_store.jobs),
+        ):
+            informer = watching.Informer(self.api, path, table)
+            self.informers.append(informer)
+            self.tasks.append(asyncio.create_task(informer.run(), name=f"informer {path}"))
+        self.tasks.append(asyncio.create_task(self._watch_workloads(), name="kueue workloads"))
         await self._start_webhook()
         if self.options.metrics_port is not None:
             metrics.serve(self.options.metrics_port)
@@ -192,6 +211,19 @@ class Runtime:
             len(self.node_store.nodes),
             len(self.policy_store.policies),
         )
+
+    async def _watch_workloads(self, every_s: float = 10.0) -> None:
+        """Watch Kueue's Workloads once its CRDs are served (they may be installed later)."""
+        while True:
+            try:
+                if await demand.served(self.api, demand.KUEUE_GROUP_VERSION):
+                    break
+            except apiclient.ApiError as exc:
+                log.warning("cannot tell whether Kueue is installed: %s", exc)
+            await asyncio.sleep(every_s)
+        log.info("Kueue's Workload API is served: forecasting Workloads pending admission")
+        self.demand_store.kueue_served = True
+        await watching.Informer(self.api, demand.WORKLOADS_PATH, self.demand_store.workloads).run()
 
     async def _start_webhook(self) -> None:
         o = self.options
