@@ -9,18 +9,20 @@ control plane do not see each other's policies.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
 import sys
 import time
+import zoneinfo
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
 
-from burstguard.api import names
+from burstguard.api import names, preparation
 from tests.chart import render
 from tests.cluster import operating
 from tests.cluster.builders import JobBuilder, PodBuilder, wait_for
@@ -716,3 +718,93 @@ def test_the_operator_exports_its_metrics(operator: operating.OperatorProcess) -
         "burstguard_pod_releases_total",
     ):
         assert family in text or family.removesuffix("_total") in text
+
+
+class TestForecast:
+    def test_a_cronjobs_nodes_are_asked_to_prepare_lead_time_before_it_fires(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        """An Enforce policy with leadTime 20s selects a CronJob of 4 pods x 1 GiB that fires
+        at the next whole minute at least 35 s away (written in Asia/Kolkata time, UTC+05:30).
+        Each of the 2 nodes (1 GiB headroom) must get a request for its 2 GiB share less its
+        headroom, written no later than 15 s (leadTime - 5 s) before the fire."""
+        ensure_running(operator)
+        lead_s = 20.0
+        nodes = cluster.create_nodes(2)
+        for name in nodes.names:
+            operating.publish(core, name, operating.GI)
+        run = operating.unique("cron")
+        body = operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
+        body["spec"]["preparation"] = {"leadTime": f"{lead_s:g}s", "cooldown": "1s"}
+        policies.create(body)
+        wait_for(
+            "policy ready",
+            lambda: (policies.ready(run) or {}).get("status") == "True",
+            timeout_s=30,
+        )
+        fire = (int(time.time() + 35) // 60 + 1) * 60
+        local = datetime.datetime.fromtimestamp(fire, tz=zoneinfo.ZoneInfo("Asia/Kolkata"))
+        job = JobBuilder(run, 4).node_selector(nodes.selector).build()
+        template = job["spec"]["template"]
+        template.pop("apiVersion", None)
+        template.pop("kind", None)
+        template["metadata"] = {"labels": {RUN_LABEL: run}}
+        template["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+        cronjob = {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "nightly"},
+            "spec": {
+                "schedule": f"{local.minute} {local.hour} * * *",
+                "timeZone": "Asia/Kolkata",
+                "jobTemplate": {"spec": job["spec"]},
+            },
+        }
+        k8s_client.BatchV1Api(api).create_namespaced_cron_job(namespace, cronjob)
+
+        def requests() -> dict[str, tuple[float, preparation.PrepareRequest]] | None:
+            out = {}
+            for name in nodes.names:
+                text = (core.read_node(name).metadata.annotations or {}).get(
+                    names.PREPARE_REQUEST_ANNOTATION
+                )
+                if text and (req := preparation.decode(text)).policy == run:
+                    out[name] = (time.time(), req)
+            return out if len(out) == len(nodes.names) else None
+
+        seen = wait_for("both nodes asked to prepare", requests, timeout_s=fire - time.time())
+        for name, (arrived, req) in seen.items():
+            assert arrived <= fire - (lead_s - 5), (name, fire - arrived)
+            assert req.requested_at >= fire - lead_s - 2, (name, fire - req.requested_at)
+            assert req.bytes_wanted == 2 * operating.GI - operating.GI, req
+            assert "CronJob" in req.reason and "nightly" in req.reason
+        forecast = wait_for(
+            "the prepared burst in the status",
+            lambda: (
+                f
+                if (f := (policies.get(run).get("status") or {}).get("forecast") or {}).get(
+                    "preparedNodes"
+                )
+                else None
+            ),
+            timeout_s=10,
+        )
+        assert forecast["nextPods"] == 4 and forecast["nextMemoryBytes"] == 4 * operating.GI
+        assert forecast["preparedNodes"] == 2 and forecast["preparedBytes"] == 2 * operating.GI
+
+        def explained() -> bool:
+            reasons = {
+                (e.involved_object.name, e.reason)
+                for e in core.list_namespaced_event("default").items
+                if e.involved_object.kind == "Node"
+            }
+            return {(n, "PreparedAhead") for n in nodes.names} <= reasons
+
+        wait_for("a PreparedAhead Event on each node", explained, timeout_s=10)
