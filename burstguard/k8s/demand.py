@@ -37,6 +37,9 @@ class Announced:
     """The pod template's labels."""
     cron: forecasting.CronSource | None = None
     pending: tuple[forecasting.PendingSource, ...] = ()
+    owner_pod: str = ""
+    """``namespace/name`` of the Pod a Workload stands for (Kueue's pod integration leaves the
+    Workload's template without labels: the pod's own labels are used)."""
 
 
 def _key(meta: Mapping[str, Any]) -> str:
@@ -151,7 +154,17 @@ def workload(obj: Mapping[str, Any]) -> Announced | None:
                 owner_uid=owner,
             )
         )
-    return Announced(str(meta.get("namespace", "")), labels, pending=tuple(sources))
+    owner_pod = next(
+        (
+            f"{meta.get('namespace', '')}/{ref.get('name', '')}"
+            for ref in meta.get("ownerReferences") or []
+            if ref.get("kind") == "Pod" and ref.get("controller")
+        ),
+        "",
+    )
+    return Announced(
+        str(meta.get("namespace", "")), labels, pending=tuple(sources), owner_pod=owner_pod
+    )
 
 
 class _Table:
@@ -222,14 +235,16 @@ class DemandStore:
         policy: str,
         ordered: list[policy_api.BurstPolicy],
         namespace_labels: Callable[[str], Mapping[str, str]],
+        pod_labels: Callable[[str], Mapping[str, str] | None] = lambda key: None,
     ) -> tuple[list[forecasting.CronSource], list[forecasting.PendingSource]]:
         """The CronJobs and pending demand whose pods ``policy`` would gate (oldest policy
-        that selects them wins, as for pods)."""
+        that selects them wins, as for pods); ``pod_labels`` finds a live pod's labels."""
         crons: list[forecasting.CronSource] = []
         pending: list[forecasting.PendingSource] = []
         for a in self.announced():
             ns_labels = {gating.NAMESPACE_NAME_LABEL: a.namespace, **namespace_labels(a.namespace)}
-            owner, _ = selection.pod_owner(ordered, ns_labels, a.labels)
+            labels = (pod_labels(a.owner_pod) if a.owner_pod else None) or a.labels
+            owner, _ = selection.pod_owner(ordered, ns_labels, labels)
             if owner is None or owner.name != policy:
                 continue
             if a.cron is not None:

@@ -395,8 +395,14 @@ class PolicyLoop:
         if now - self.forecast_at < FORECAST_EVERY_S:
             return self.forecast
         self.forecast_at = now
+        pods_now = self.rt.pod_store.pods
+
+        def pod_labels(key: str) -> Mapping[str, str] | None:
+            rec = pods_now.get(key)
+            return rec.labels if rec is not None else None
+
         crons, pending = self.rt.demand_store.sources_for(
-            self.name, self.rt.policy_store.ordered, self.rt.namespace_store.get
+            self.name, self.rt.policy_store.ordered, self.rt.namespace_store.get, pod_labels
         )
         horizon = max(FORECAST_HORIZON_S, policy.spec.preparation.lead_time_s)
         default = policy.spec.pacing.pod_startup_memory_bytes

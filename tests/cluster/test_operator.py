@@ -9,6 +9,7 @@ control plane do not see each other's policies.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -24,7 +25,7 @@ from kubernetes import client as k8s_client
 
 from burstguard.api import names, preparation
 from tests.chart import render
-from tests.cluster import operating
+from tests.cluster import kueueing, operating
 from tests.cluster.builders import JobBuilder, PodBuilder, wait_for
 from tests.conftest import ClusterFixture, NodeGroup
 
@@ -808,3 +809,182 @@ class TestForecast:
             return {(n, "PreparedAhead") for n in nodes.names} <= reasons
 
         wait_for("a PreparedAhead Event on each node", explained, timeout_s=10)
+
+
+KUEUE_GATE = "kueue.x-k8s.io/admission"
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+
+
+@pytest.fixture(scope="module")
+def kueue(
+    cluster: ClusterFixture,
+    control_plane_binaries: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[kueueing.KueueProcess]:
+    if not kueueing.built():
+        why = f"Kueue not built at {kueueing.install_dir()} (tests/cluster/kueue/build.sh)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have Kueue built: {why}")
+        pytest.skip(why)
+    proc = kueueing.KueueProcess(
+        cluster.kubeconfig_path,
+        control_plane_binaries.kubectl,
+        tmp_path_factory.mktemp("kueue"),
+        operating.free_port(),
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+class TestKueue:
+    def test_with_the_real_kueue_pods_are_paced_after_admission_and_pending_ones_forecast(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        kueue: kueueing.KueueProcess,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        """A ClusterQueue with 3 GiB of memory admits a Job of 3 x 1 GiB pods: they exist
+        only after admission and are gated, released and pinned by burstguard. A 1 GiB pod
+        queued behind it (Kueue's gate) is forecast as a pending Workload, keeps both gates
+        and no pin while Kueue holds it, and is paced once the Job finishes and Kueue admits
+        it."""
+        nodes, run = guarded_nodes(
+            cluster, operator, core, policies, prefix="kueue", headrooms=[64 * operating.GI] * 2
+        )
+        custom = k8s_client.CustomObjectsApi(api)
+        flavor, queue = f"{run}-flavor", f"{run}-cq"
+        custom.create_cluster_custom_object(
+            KUEUE_GROUP, KUEUE_VERSION, "resourceflavors", {
+                "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "ResourceFlavor",
+                "metadata": {"name": flavor},
+            },
+        )  # fmt: skip
+        custom.create_cluster_custom_object(
+            KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", {
+                "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "ClusterQueue",
+                "metadata": {"name": queue},
+                "spec": {
+                    "namespaceSelector": {},
+                    "resourceGroups": [{
+                        "coveredResources": ["cpu", "memory"],
+                        "flavors": [{"name": flavor, "resources": [
+                            {"name": "cpu", "nominalQuota": "100"},
+                            {"name": "memory", "nominalQuota": "3Gi"},
+                        ]}],
+                    }],
+                },
+            },
+        )  # fmt: skip
+        try:
+            custom.create_namespaced_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, namespace, "localqueues", {
+                    "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "LocalQueue",
+                    "metadata": {"name": "lq"}, "spec": {"clusterQueue": queue},
+                },
+            )  # fmt: skip
+            self._run(
+                api=api, core=core, custom=custom, namespace=namespace,
+                node_names=nodes.names, selector=nodes.selector, run=run, kueue=kueue,
+            )  # fmt: skip
+        finally:
+            for plural, name in (("clusterqueues", queue), ("resourceflavors", flavor)):
+                with contextlib.suppress(k8s_client.ApiException):
+                    custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, plural, name)
+
+    def _run(
+        self,
+        *,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        custom: k8s_client.CustomObjectsApi,
+        namespace: str,
+        node_names: Sequence[str],
+        selector: dict[str, str],
+        run: str,
+        kueue: kueueing.KueueProcess,
+    ) -> None:
+        queue_label = {"kueue.x-k8s.io/queue-name": "lq"}
+        job = JobBuilder("first", 3).node_selector(selector).build()
+        job["metadata"]["labels"] = dict(queue_label)
+        job["spec"]["suspend"] = True  # what Kueue's webhook would set
+        template = job["spec"]["template"]
+        template.pop("apiVersion", None)
+        template.pop("kind", None)
+        template["metadata"] = {
+            "labels": {RUN_LABEL: run},
+            "annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "15s"},
+        }
+        template["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+        with operating.PodTimeline(api, namespace) as timeline:
+            k8s_client.BatchV1Api(api).create_namespaced_job(namespace, job)
+            wait_for(
+                f"the Job's 3 pods released by burstguard (kueue log:\n{kueue.log_tail(10)})",
+                lambda: len(timeline.release_times()) >= 3,
+                timeout_s=60,
+            )
+            waiting = labelled_pod("waiting", run, selector)
+            waiting["metadata"]["labels"].update(queue_label, **{"kueue.x-k8s.io/managed": "true"})
+            waiting["spec"]["schedulingGates"] = [{"name": KUEUE_GATE}]
+            waiting["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+            core.create_namespaced_pod(namespace, waiting)
+
+            def workloads() -> list[dict[str, Any]]:
+                listed = custom.list_namespaced_custom_object(
+                    KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads"
+                )
+                return list(listed.get("items") or [])
+
+            def admitted(w: dict[str, Any]) -> bool:
+                conditions = (w.get("status") or {}).get("conditions") or []
+                return any(c["type"] == "Admitted" and c["status"] == "True" for c in conditions)
+
+            def forecast() -> dict[str, Any] | None:
+                f = (policies_get(api, run).get("status") or {}).get("forecast") or {}
+                return f if str(f.get("nextSource", "")).startswith("Workload ") else None
+
+            seen = wait_for("the pending pod's Workload forecast", forecast, timeout_s=30)
+            assert seen["nextPods"] == 1 and seen["nextMemoryBytes"] == operating.GI
+            pending = [w for w in workloads() if not admitted(w)]
+            assert len(pending) == 1, pending
+            pod = core.api_client.sanitize_for_serialization(
+                core.read_namespaced_pod("waiting", namespace)
+            )
+            gates = [g["name"] for g in pod["spec"]["schedulingGates"]]
+            assert gates == [KUEUE_GATE, names.SCHEDULING_GATE] and pin_of(pod) is None
+            wait_for(
+                "the waiting pod admitted by Kueue and released by burstguard",
+                lambda: "waiting" in timeline.release_times(),
+                timeout_s=90,
+            )
+        for p in operating.pods_in(core, namespace):
+            assert operating.gated(timeline.first_seen()[p["metadata"]["name"]])
+        first_pods = [p for p in timeline.first_seen() if p.startswith("first-")]
+        assert len(first_pods) == 3
+        released = core.api_client.sanitize_for_serialization(
+            core.read_namespaced_pod("waiting", namespace)
+        )
+        assert not released["spec"].get("schedulingGates")
+        assert pin_of(released) in node_names
+        # Kueue lifted its gate before burstguard released the pod: admission came first.
+        kueue_lifted = min(
+            t
+            for t, _, obj in timeline.events
+            if obj["metadata"]["name"] == "waiting"
+            and KUEUE_GATE not in [g["name"] for g in obj["spec"].get("schedulingGates") or []]
+        )
+        assert kueue_lifted <= timeline.release_times()["waiting"]
+
+
+def policies_get(api: k8s_client.ApiClient, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = k8s_client.CustomObjectsApi(api).get_cluster_custom_object(
+        names.GROUP, names.VERSION, names.POLICY_PLURAL, name
+    )
+    return obj
