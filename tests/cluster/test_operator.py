@@ -782,6 +782,10 @@ class TestForecast:
 
         seen = wait_for("both nodes asked to prepare", requests, timeout_s=fire - time.time())
         for name, (arrived, req) in seen.items():
+            print(
+                f"{name}: request written {fire - req.requested_at:.1f}s and seen "
+                f"{fire - arrived:.1f}s before the fire (leadTime {lead_s:g}s)"
+            )
             assert arrived <= fire - (lead_s - 5), (name, fire - arrived)
             assert req.requested_at >= fire - lead_s - 2, (name, fire - req.requested_at)
             assert req.bytes_wanted == 2 * operating.GI - operating.GI, req
