@@ -575,8 +575,8 @@ class PolicyLoop:
         }
         if not policy.spec.enforcing:
             status["wouldHave"] = self.would_have.as_status()
-        if self.forecast_status or self.prepared_status:
-            status["forecast"] = {**self.forecast_status, **self.prepared_status}
+        # None removes a forecast that has passed (the status is merge-patched).
+        status["forecast"] = {**self.forecast_status, **self.prepared_status} or None
         if status == self.last_status:
             return
         self.last_status_at = now

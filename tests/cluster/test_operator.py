@@ -855,11 +855,11 @@ class TestKueue:
         namespace: str,
         policies: operating.Policies,
     ) -> None:
-        """A ClusterQueue with 3 GiB of memory admits a Job of 3 x 1 GiB pods: they exist
-        only after admission and are gated, released and pinned by burstguard. A 1 GiB pod
-        queued behind it (Kueue's gate) is forecast as a pending Workload, keeps both gates
-        and no pin while Kueue holds it, and is paced once the Job finishes and Kueue admits
-        it."""
+        """A 1 GiB pod queued to a ClusterQueue with 512 MiB of memory (Kueue's gate) is
+        forecast as a Workload pending on quota, and keeps both gates and no pin while Kueue
+        holds it. Once the quota is raised Kueue admits it and a Job of 3 x 1 GiB pods (which
+        exist only after admission): burstguard releases and pins them all, the pod only
+        after Kueue lifted its gate."""
         nodes, run = guarded_nodes(
             cluster, operator, core, policies, prefix="kueue", headrooms=[64 * operating.GI] * 2
         )
@@ -875,16 +875,7 @@ class TestKueue:
             KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", {
                 "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "ClusterQueue",
                 "metadata": {"name": queue},
-                "spec": {
-                    "namespaceSelector": {},
-                    "resourceGroups": [{
-                        "coveredResources": ["cpu", "memory"],
-                        "flavors": [{"name": flavor, "resources": [
-                            {"name": "cpu", "nominalQuota": "100"},
-                            {"name": "memory", "nominalQuota": "3Gi"},
-                        ]}],
-                    }],
-                },
+                "spec": {"namespaceSelector": {}, "resourceGroups": quota(flavor, "512Mi")},
             },
         )  # fmt: skip
         try:
@@ -895,8 +886,9 @@ class TestKueue:
                 },
             )  # fmt: skip
             self._run(
-                api=api, core=core, custom=custom, namespace=namespace,
-                node_names=nodes.names, selector=nodes.selector, run=run, kueue=kueue,
+                api=api, core=core, custom=custom, namespace=namespace, queue=queue,
+                flavor=flavor, node_names=nodes.names, selector=nodes.selector, run=run,
+                kueue=kueue,
             )  # fmt: skip
         finally:
             for plural, name in (("clusterqueues", queue), ("resourceflavors", flavor)):
@@ -910,68 +902,67 @@ class TestKueue:
         core: k8s_client.CoreV1Api,
         custom: k8s_client.CustomObjectsApi,
         namespace: str,
+        queue: str,
+        flavor: str,
         node_names: Sequence[str],
         selector: dict[str, str],
         run: str,
         kueue: kueueing.KueueProcess,
     ) -> None:
         queue_label = {"kueue.x-k8s.io/queue-name": "lq"}
-        job = JobBuilder("first", 3).node_selector(selector).build()
-        job["metadata"]["labels"] = dict(queue_label)
-        job["spec"]["suspend"] = True  # what Kueue's webhook would set
-        template = job["spec"]["template"]
-        template.pop("apiVersion", None)
-        template.pop("kind", None)
-        template["metadata"] = {
-            "labels": {RUN_LABEL: run},
-            "annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "15s"},
-        }
-        template["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
-        with operating.PodTimeline(api, namespace) as timeline:
-            k8s_client.BatchV1Api(api).create_namespaced_job(namespace, job)
-            wait_for(
-                f"the Job's 3 pods released by burstguard (kueue log:\n{kueue.log_tail(10)})",
-                lambda: len(timeline.release_times()) >= 3,
-                timeout_s=60,
+
+        def workloads() -> list[dict[str, Any]]:
+            listed = custom.list_namespaced_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads"
             )
+            return list(listed.get("items") or [])
+
+        def forecast() -> dict[str, Any] | None:
+            f = (policies_get(api, run).get("status") or {}).get("forecast") or {}
+            return f if str(f.get("nextSource", "")).startswith("Workload ") else None
+
+        with operating.PodTimeline(api, namespace) as timeline:
             waiting = labelled_pod("waiting", run, selector)
             waiting["metadata"]["labels"].update(queue_label, **{"kueue.x-k8s.io/managed": "true"})
             waiting["spec"]["schedulingGates"] = [{"name": KUEUE_GATE}]
             waiting["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
             core.create_namespaced_pod(namespace, waiting)
-
-            def workloads() -> list[dict[str, Any]]:
-                listed = custom.list_namespaced_custom_object(
-                    KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads"
-                )
-                return list(listed.get("items") or [])
-
-            def admitted(w: dict[str, Any]) -> bool:
-                conditions = (w.get("status") or {}).get("conditions") or []
-                return any(c["type"] == "Admitted" and c["status"] == "True" for c in conditions)
-
-            def forecast() -> dict[str, Any] | None:
-                f = (policies_get(api, run).get("status") or {}).get("forecast") or {}
-                return f if str(f.get("nextSource", "")).startswith("Workload ") else None
-
-            seen = wait_for("the pending pod's Workload forecast", forecast, timeout_s=30)
+            try:
+                seen = wait_for("the pending pod's Workload forecast", forecast, timeout_s=30)
+            except AssertionError as exc:
+                status = policies_get(api, run).get("status") or {}
+                states = [(w["metadata"]["name"], w.get("status")) for w in workloads()]
+                raise AssertionError(
+                    f"{exc}: status {status}; workloads {states}; kueue:\n{kueue.log_tail(5)}"
+                ) from exc
             assert seen["nextPods"] == 1 and seen["nextMemoryBytes"] == operating.GI
-            pending = [w for w in workloads() if not admitted(w)]
-            assert len(pending) == 1, pending
+            (pending,) = workloads()
+            assert not (pending.get("status") or {}).get("admission")  # pending on quota
             pod = core.api_client.sanitize_for_serialization(
                 core.read_namespaced_pod("waiting", namespace)
             )
             gates = [g["name"] for g in pod["spec"]["schedulingGates"]]
             assert gates == [KUEUE_GATE, names.SCHEDULING_GATE] and pin_of(pod) is None
+            custom.patch_cluster_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", queue,
+                {"spec": {"resourceGroups": quota(flavor, "4Gi")}},
+            )  # fmt: skip
+            job = JobBuilder("first", 3).node_selector(selector).build()
+            job["metadata"]["labels"] = dict(queue_label)
+            job["spec"]["suspend"] = True  # what Kueue's webhook would set
+            template = job["spec"]["template"]
+            template.pop("apiVersion", None)
+            template.pop("kind", None)
+            template["metadata"] = {"labels": {RUN_LABEL: run}}
+            template["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+            k8s_client.BatchV1Api(api).create_namespaced_job(namespace, job)
             wait_for(
-                "the waiting pod admitted by Kueue and released by burstguard",
-                lambda: "waiting" in timeline.release_times(),
+                "the pod and the Job's 3 pods admitted by Kueue and released by burstguard",
+                lambda: len(timeline.release_times()) >= 4,
                 timeout_s=90,
             )
-        for p in operating.pods_in(core, namespace):
-            assert operating.gated(timeline.first_seen()[p["metadata"]["name"]])
-        first_pods = [p for p in timeline.first_seen() if p.startswith("first-")]
-        assert len(first_pods) == 3
+        first = timeline.first_seen()
+        assert len(first) == 4 and all(operating.gated(p) for p in first.values())
         released = core.api_client.sanitize_for_serialization(
             core.read_namespaced_pod("waiting", namespace)
         )
@@ -985,6 +976,17 @@ class TestKueue:
             and KUEUE_GATE not in [g["name"] for g in obj["spec"].get("schedulingGates") or []]
         )
         assert kueue_lifted <= timeline.release_times()["waiting"]
+
+
+def quota(flavor: str, memory: str) -> list[dict[str, Any]]:
+    """One resource group of a ClusterQueue: 100 CPUs and ``memory``."""
+    resources = [{"name": "cpu", "nominalQuota": "100"}, {"name": "memory", "nominalQuota": memory}]
+    return [
+        {
+            "coveredResources": ["cpu", "memory"],
+            "flavors": [{"name": flavor, "resources": resources}],
+        }
+    ]
 
 
 def policies_get(api: k8s_client.ApiClient, name: str) -> dict[str, Any]:
