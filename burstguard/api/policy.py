@@ -38,6 +38,9 @@ DEFAULT_REOPEN_HOLD_S: Final = 5.0
 DEFAULT_STALE_AFTER_S: Final = 30.0
 DEFAULT_PREPARATION_COOLDOWN_S: Final = 60.0
 DEFAULT_PREPARATION_MIN_BYTES: Final = 64 * 2**20
+DEFAULT_PREPARATION_LEAD_TIME_S: Final = 0.0
+MAX_PREPARATION_LEAD_TIME_S: Final = 3600.0
+"""Longest lead time, seconds: a node prepared an hour early has long refilled its page cache."""
 
 SELECTOR_OPERATORS: Final = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -190,6 +193,11 @@ class Preparation:
         default=DEFAULT_PREPARATION_MIN_BYTES, metadata=_meta("minBytes", "quantity")
     )
     """Smallest shortfall worth a request, bytes; default 64Mi."""
+    lead_time_s: float = field(
+        default=DEFAULT_PREPARATION_LEAD_TIME_S, metadata=_meta("leadTime", "duration")
+    )
+    """How long before a forecast burst (CronJob run, suspended Job, Kueue Workload pending
+    admission) its nodes are asked to prepare, seconds; default 0 (off), at most 1h."""
 
 
 @dataclass(frozen=True)
@@ -459,4 +467,6 @@ def validate(spec: PolicySpec) -> list[FieldError]:
         errors.append(FieldError("spec.headroom.reopenMargin", "must be at least 1"))
     if h.stale_after_s <= 0:
         errors.append(FieldError("spec.headroom.staleAfter", "must be positive"))
+    if not 0 <= spec.preparation.lead_time_s <= MAX_PREPARATION_LEAD_TIME_S:
+        errors.append(FieldError("spec.preparation.leadTime", "must be between 0s and 1h"))
     return errors

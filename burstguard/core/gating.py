@@ -31,7 +31,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -54,6 +54,23 @@ Op = dict[str, Any]
 def _escape(segment: str) -> str:
     """JSON pointer escaping (RFC 6901): ``~`` -> ``~0``, ``/`` -> ``~1``."""
     return segment.replace("~", "~0").replace("/", "~1")
+
+
+def other_gates(gate_names: Iterable[str]) -> tuple[str, ...]:
+    """The scheduling gates on a pod that are not burstguard's, in order."""
+    return tuple(g for g in gate_names if g != names.SCHEDULING_GATE)
+
+
+def paceable(gate_names: Iterable[str]) -> bool:
+    """True when burstguard's gate is the only one left on the pod (DESIGN §7).
+
+    A pod another controller still holds (Kueue's ``kueue.x-k8s.io/admission``, a workflow
+    engine's gate) cannot be scheduled whatever burstguard does: releasing and pinning it
+    would charge a node's budget for a start that is not coming, on a node chosen long
+    before the other gate lifts. Such a pod is neither queued nor counted in flight.
+    """
+    gates = tuple(gate_names)
+    return names.SCHEDULING_GATE in gates and not other_gates(gates)
 
 
 def exemption(pod: Mapping[str, Any]) -> str | None:

@@ -18,6 +18,7 @@ at its index and removes it, so another controller's gate can never be removed b
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -91,7 +92,10 @@ class PodRecord:
     """Node named by a single-value ``metadata.name In`` field requirement (a pin)."""
     queued: pacing.QueuedPod | None = None
     """The gated pod as the pacer queues it, built once: with 10k gated pods, building them
-    every tick took a fifth of the operator's CPU."""
+    every tick took a fifth of the operator's CPU. None while another controller's gate is
+    still on the pod (``gating.paceable``): such a pod is not paced yet."""
+    held_by: tuple[str, ...] = ()
+    """Other controllers' scheduling gates still on the pod."""
 
     @property
     def namespace(self) -> str:
@@ -144,6 +148,11 @@ def _requirements(items: Any) -> tuple[policy_api.Requirement, ...]:
     )
 
 
+def template_demand(spec: Mapping[str, Any]) -> tuple[int | None, placement.Constraints]:
+    """Memory request and node constraints of a pod template's spec (for forecasts)."""
+    return _memory(spec), _constraints(spec)[0]
+
+
 def _constraints(
     spec: Mapping[str, Any],
 ) -> tuple[placement.Constraints, gating.AffinityShape, str | None]:
@@ -193,10 +202,12 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     gate_index = None
-    for i, gate in enumerate(spec.get("schedulingGates") or []):
-        if gate.get("name") == names.SCHEDULING_GATE:
+    gate_names = [str(g.get("name", "")) for g in spec.get("schedulingGates") or []]
+    for i, gate_name in enumerate(gate_names):
+        if gate_name == names.SCHEDULING_GATE:
             gate_index = i
             break
+    held_by = gating.other_gates(gate_names)
     node = spec.get("nodeName") or None
     phase = str(status.get("phase") or "Pending")
     finished = phase in ("Succeeded", "Failed") or bool(meta.get("deletionTimestamp"))
@@ -224,9 +235,10 @@ def compact(obj: Mapping[str, Any]) -> PodRecord:
         constraints=constraints,
         affinity=affinity,
         pinned=pinned,
-        queued=None
-        if gate_index is None
-        else pacing.QueuedPod(key, created_at, priority, memory, constraints),
+        queued=pacing.QueuedPod(key, created_at, priority, memory, constraints)
+        if gating.paceable(gate_names)
+        else None,
+        held_by=held_by,
     )
 
 
@@ -268,7 +280,11 @@ class PodStore:
         if rec.phase in ("Succeeded", "Failed"):
             self.ledger.finish(rec.key)
         elif rec.node is None:
-            if rec.phase == "Pending" and rec.policy is not None:
+            # A released pod the watch shows unbound. Counted when this operator booked its
+            # release or when it is pinned (a release by an earlier leader holds its node's
+            # slot); an annotation alone, which a pod can write on itself, books nothing.
+            known = rec.key in self.ledger.entries or rec.pinned is not None
+            if rec.phase == "Pending" and rec.policy is not None and not rec.held_by and known:
                 self.ledger.confirm(
                     rec.key,
                     node=rec.pinned,
@@ -290,7 +306,24 @@ class PodStore:
                 )
             self.ledger.start(rec.key, now=self.clock())
 
+    def _queued_since(self, rec: PodRecord, old: PodRecord | None) -> PodRecord:
+        """Keep the time a pod entered the pacer's queue across its updates.
+
+        A pod joins the queue when burstguard's gate becomes the last one left, which for a
+        pod another controller held is later than its creation: maxGateSeconds and the
+        release order count from then, so a pod held for an hour is paced, not released at
+        once as overdue. After a restart the creation time is all that is known.
+        """
+        if rec.queued is None or old is None or not old.gated:
+            return rec
+        since = self.clock() if old.queued is None else old.queued.created_at
+        if since == rec.queued.created_at:
+            return rec
+        return dataclasses.replace(rec, queued=dataclasses.replace(rec.queued, created_at=since))
+
     def _put(self, rec: PodRecord | None, old: PodRecord | None) -> None:
+        if rec is not None:
+            rec = self._queued_since(rec, old)
         self._record_start(rec, old)
         if old is not None:
             self._index(old, -1)

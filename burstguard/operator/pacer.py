@@ -26,11 +26,21 @@ import collections
 import datetime
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from burstguard.api import names, preparation
 from burstguard.api import policy as policy_api
-from burstguard.core import intake, nodestate, pacing, requesting, safety, selection, shadow
+from burstguard.core import (
+    forecasting,
+    intake,
+    nodestate,
+    pacing,
+    requesting,
+    safety,
+    selection,
+    shadow,
+)
 from burstguard.exporter import operator_metrics as metrics
 from burstguard.k8s import apiclient, events, nodeviews, pods, policies
 from burstguard.operator import runtime as runtime_
@@ -44,6 +54,10 @@ PENDING_RELEASE_TIMEOUT_S = 60.0
 """A released pod not seen ungated this long after its patch is planned again, seconds. Only
 a watch that lost the event gets here (a failed patch drops the entry at once); at 10 s a
 saturated apiserver's watch lag made 1.6 % of releases in the 1000-node benchmark repeat."""
+FORECAST_EVERY_S = 1.0
+"""Least time between two forecasts of one policy, seconds (cron schedules have minutes)."""
+FORECAST_HORIZON_S = 3600.0
+"""How far ahead the status shows the next burst, seconds (leadTime is at most 1h)."""
 STARTED_MEMORY_S = 120.0
 """How long a finished start is remembered against its node's summary, seconds (every
 summary sampled later shows its memory; the agent publishes at least every 10 s)."""
@@ -94,6 +108,12 @@ class PolicyLoop:
         self.fallback = ""
         self.gated: dict[str, pods.PodRecord] = {}
         """This tick's gated pods the policy really selects (the annotation only proposes)."""
+        self.forecast = forecasting.Forecast(())
+        self.forecast_at = float("-inf")
+        self.prepared: dict[str, float] = {}
+        """Burst id -> when its nodes were asked to prepare (each burst is prepared once)."""
+        self.forecast_status: dict[str, Any] = {}
+        self.prepared_status: dict[str, Any] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -133,8 +153,10 @@ class PolicyLoop:
         if policy.spec.enforcing:
             self._pace(policy, views, now)
             self._prepare(policy, views, now)
+            self._prepare_ahead(policy, views, now)
         else:
             self._shadow(policy, views, now)
+            self._forecast(policy, now)
         await self._report(policy, now, nodes=views, conflicts_nodes=lost_nodes)
         metrics.TICK_DURATION.labels(self.name).observe(time.perf_counter() - started)
 
@@ -330,7 +352,8 @@ class PolicyLoop:
         if not gated:
             return
         default = policy.spec.pacing.pod_startup_memory_bytes
-        queued = sum(r.memory_bytes or default for r in gated.values())
+        # Pods another controller still holds are not coming yet (DESIGN §7).
+        queued = sum(r.memory_bytes or default for r in gated.values() if r.queued is not None)
         asks = requesting.plan(
             queued,
             views,
@@ -363,6 +386,113 @@ class PolicyLoop:
                     log.warning("could not write prepare request on %s: %s", node, exc)
 
             self._spawn(write())
+
+    def _forecast(self, policy: policy_api.BurstPolicy, now: float) -> forecasting.Forecast:
+        """The policy's forecast, at most every ``FORECAST_EVERY_S``."""
+        if now - self.forecast_at < FORECAST_EVERY_S:
+            return self.forecast
+        self.forecast_at = now
+        pods_now = self.rt.pod_store.pods
+
+        def pod_labels(key: str) -> Mapping[str, str] | None:
+            rec = pods_now.get(key)
+            return rec.labels if rec is not None else None
+
+        crons, pending = self.rt.demand_store.sources_for(
+            self.name, self.rt.policy_store.ordered, self.rt.namespace_store.get, pod_labels
+        )
+        horizon = max(FORECAST_HORIZON_S, policy.spec.preparation.lead_time_s)
+        default = policy.spec.pacing.pod_startup_memory_bytes
+        self.forecast = forecasting.forecast(crons, pending, now, horizon, default)
+        next_burst = self.forecast.next()
+        status: dict[str, Any] = {}
+        if next_burst is not None:
+            status.update(
+                next=f"{_iso(next_burst.at)} {next_burst.source}: {next_burst.pods} pods, "
+                f"{next_burst.memory_bytes / 2**30:.1f} GiB",
+                nextAt=_iso(next_burst.at),
+                nextSource=next_burst.source,
+                nextPods=next_burst.pods,
+                nextMemoryBytes=next_burst.memory_bytes,
+            )
+        if self.forecast.errors:
+            status["errors"] = [f"{src}: {why}" for src, why in self.forecast.errors][:20]
+        self.forecast_status = status
+        for burst_id, at in list(self.prepared.items()):
+            if now - at > 2 * FORECAST_HORIZON_S:
+                del self.prepared[burst_id]
+        return self.forecast
+
+    def _prepare_ahead(
+        self, policy: policy_api.BurstPolicy, views: list[pacing.NodeView], now: float
+    ) -> None:
+        """Ask the nodes a forecast burst will use to prepare ``leadTime`` before it lands."""
+        fc = self._forecast(policy, now)
+        prep = policy.spec.preparation
+        if prep.lead_time_s <= 0 or not prep.enabled:
+            return
+        due = [
+            b
+            for b in forecasting.due(fc.bursts, prep.lead_time_s, now)
+            if b.id not in self.prepared
+        ]
+        if not due:
+            return
+        asks = forecasting.ahead(
+            due,
+            views,
+            prep,
+            {node: a.at for node, a in self.asked.items()},
+            now,
+            last_wanted={node: a.bytes_wanted for node, a in self.asked.items()},
+        )
+        for burst in due:
+            self.prepared[burst.id] = now
+        for item in asks:
+            ask, burst = item.ask, item.burst
+            asked = requesting.Asked(f"{self.name}-ahead-{int(now * 1000)}", now, ask.bytes_wanted)
+            self.asked[ask.node] = asked
+            self.answers.pop(ask.node, None)
+            lands = f"lands at {_iso(burst.at)}" if burst.scheduled else "may be let go any moment"
+            why = (
+                f"{burst.source} {lands}: {burst.pods} pods, {burst.memory_bytes} B over "
+                f"{item.nodes} nodes; share {ask.share_bytes} B, headroom {ask.headroom_bytes} B "
+                f"(leadTime {prep.lead_time_s:g}s)"
+            )
+            request = preparation.PrepareRequest(
+                id=asked.id,
+                bytes_wanted=ask.bytes_wanted,
+                requested_at=now,
+                policy=self.name,
+                reason=why,
+            )
+            self._spawn(self._write_ahead(ask.node, request, why))
+        if asks:
+            last = asks[-1].burst
+            total = sum(a.ask.bytes_wanted for a in asks if a.burst == last)
+            count = sum(1 for a in asks if a.burst == last)
+            self.prepared_status = dict(
+                prepared=f"{count} nodes, {total / 2**30:.1f} GiB for {last.id}",
+                preparedNodes=count,
+                preparedBytes=total,
+            )
+
+    async def _write_ahead(self, node: str, req: preparation.PrepareRequest, why: str) -> None:
+        try:
+            await nodeviews.write_prepare_request(self.rt.api, node, req)
+            metrics.API_WRITES.labels("prepare").inc()
+            metrics.PREPARE_REQUESTS.labels(self.name).inc()
+        except apiclient.ApiError as exc:
+            log.warning("could not write prepare request on %s: %s", node, exc)
+            return
+        await events.emit(
+            self.rt.api,
+            kind="Node",
+            name=node,
+            reason="PreparedAhead",
+            message=f"asked to free {req.bytes_wanted} B for policy {self.name}: {why}"[:1000],
+        )
+        metrics.API_WRITES.labels("event").inc()
 
     def _shadow(
         self, policy: policy_api.BurstPolicy, views: list[pacing.NodeView], now: float
@@ -458,6 +588,8 @@ class PolicyLoop:
         }
         if not policy.spec.enforcing:
             status["wouldHave"] = self.would_have.as_status()
+        # None removes a forecast that has passed (the status is merge-patched).
+        status["forecast"] = {**self.forecast_status, **self.prepared_status} or None
         if status == self.last_status:
             return
         self.last_status_at = now

@@ -25,7 +25,16 @@ from typing import Final
 from burstguard.api import policy as policy_api
 from burstguard.core import leadership, pacing, selection, shadow
 from burstguard.exporter import operator_metrics as metrics
-from burstguard.k8s import apiclient, namespaces, nodeviews, pods, policies, watching, webhookconfig
+from burstguard.k8s import (
+    apiclient,
+    demand,
+    namespaces,
+    nodeviews,
+    pods,
+    policies,
+    watching,
+    webhookconfig,
+)
 from burstguard.operator import admission, certificates
 from burstguard.operator import leadership as election
 
@@ -118,6 +127,9 @@ class Runtime:
         """A new term starts from the watch alone: another leader may have released since, so
         every release this replica assumed and the watch has not confirmed is forgotten."""
         self.pod_store.ledger.expire(time.time(), assumed_for_s=-1.0, started_for_s=math.inf)
+
+    demand_store: demand.DemandStore = field(default_factory=demand.DemandStore)
+    """CronJobs, suspended Jobs and Kueue Workloads: bursts announced before their pods."""
 
     def ordered_policies(self) -> list[policy_api.BurstPolicy]:
         """Valid policies, oldest first."""
@@ -248,6 +260,14 @@ class Runtime:
         await asyncio.wait_for(
             asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout=120
         )
+        for path, table in (
+            (demand.CRONJOBS_PATH, self.demand_store.cronjobs),
+            (demand.JOBS_PATH, self.demand_store.jobs),
+        ):
+            informer = watching.Informer(self.api, path, table)
+            self.informers.append(informer)
+            self.tasks.append(asyncio.create_task(informer.run(), name=f"informer {path}"))
+        self.tasks.append(asyncio.create_task(self._watch_workloads(), name="kueue workloads"))
         # The first lists are in: move what they built out of the collector's sight, so a
         # full collection scans only new objects instead of every pod record (a pause that
         # stalls the webhook's thread too: the GIL is the process's).
@@ -274,6 +294,19 @@ class Runtime:
             len(self.node_store.nodes),
             len(self.policy_store.policies),
         )
+
+    async def _watch_workloads(self, every_s: float = 10.0) -> None:
+        """Watch Kueue's Workloads once its CRDs are served (they may be installed later)."""
+        while True:
+            try:
+                if await demand.served(self.api, demand.KUEUE_GROUP_VERSION):
+                    break
+            except apiclient.ApiError as exc:
+                log.warning("cannot tell whether Kueue is installed: %s", exc)
+            await asyncio.sleep(every_s)
+        log.info("Kueue's Workload API is served: forecasting Workloads pending admission")
+        self.demand_store.kueue_served = True
+        await watching.Informer(self.api, demand.WORKLOADS_PATH, self.demand_store.workloads).run()
 
     async def _start_webhook(self) -> None:
         o = self.options

@@ -10,6 +10,7 @@ control plane do not see each other's policies.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.client
 import json
 import os
@@ -18,19 +19,22 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zoneinfo
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
 
-from burstguard.api import names
+from burstguard.api import names, preparation
 from tests.chart import render
-from tests.cluster import operating
+from tests.cluster import kueueing, operating
 from tests.cluster.builders import JobBuilder, PodBuilder, wait_for
 from tests.conftest import ClusterFixture, NodeGroup
 
 RUN_LABEL = "burstguard.test/run"
+OTHER_GATE = "example.com/admission"
+"""Another controller's scheduling gate."""
 MI = 2**20
 
 
@@ -279,8 +283,77 @@ class TestGatingAndPacing:
             lambda: core.read_node(node).metadata.labels.get(names.INTAKE_LABEL) == "closed",
             timeout_s=30,
         )
-        lift_hold(core, namespace)
+        lift_hold(core, node)
         wait_for("bound to its node", lambda: pod()["spec"].get("nodeName") == node, timeout_s=30)
+
+    def test_a_pod_another_controller_still_gates_is_paced_only_once_that_gate_lifts(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        """While ``example.com/admission`` is on the pod it keeps burstguard's gate and no
+        pin; once it lifts the pod is released and pinned to a node open *then*."""
+        nodes, run = guarded_nodes(
+            cluster,
+            operator,
+            core,
+            policies,
+            prefix="second",
+            headrooms=[64 * operating.GI, 0],
+            wait_ready=False,
+        )
+        first, later = nodes.names
+
+        def intake(node: str) -> str | None:
+            return str(core.read_node(node).metadata.labels.get(names.INTAKE_LABEL))
+
+        wait_for(
+            "first node open, second closed",
+            lambda: intake(first) == "open" and intake(later) == "closed",
+            timeout_s=30,
+        )
+        pod = labelled_pod("waiting", run, nodes.selector)
+        pod["spec"]["schedulingGates"] = [{"name": OTHER_GATE}]
+        core.create_namespaced_pod(namespace, pod)
+
+        def read() -> dict[str, Any]:
+            raw = core.read_namespaced_pod("waiting", namespace)
+            return dict(core.api_client.sanitize_for_serialization(raw))
+
+        gates = [g["name"] for g in read()["spec"]["schedulingGates"]]
+        assert gates == [OTHER_GATE, names.SCHEDULING_GATE]  # the webhook still adds its gate
+        time.sleep(3.0)  # 30 pacer ticks with an open node and budget to spare
+        held = read()
+        assert operating.gated(held) and pin_of(held) is None
+        assert "affinity" not in held["spec"]
+        # The nodes change while the other controller holds the pod.
+        operating.publish(core, first, 0)
+        operating.publish(core, later, 64 * operating.GI)
+        wait_for(
+            "first node closed, second open",
+            lambda: intake(first) == "closed" and intake(later) == "open",
+            timeout_s=30,
+        )
+        assert operating.gated(read())
+        core.patch_namespaced_pod(
+            "waiting",
+            namespace,
+            [
+                {"op": "test", "path": "/spec/schedulingGates/0/name", "value": OTHER_GATE},
+                {"op": "remove", "path": "/spec/schedulingGates/0"},
+            ],
+        )
+        wait_for("released after the other gate", lambda: not operating.gated(read()), timeout_s=30)
+        assert pin_of(read()) == later
+        wait_for(
+            "bound where it was pinned",
+            lambda: read()["spec"].get("nodeName") == later,
+            timeout_s=30,
+        )
 
 
 def held_and_pinned(
@@ -295,8 +368,10 @@ def held_and_pinned(
 ) -> tuple[str, Callable[[], dict[str, Any]]]:
     """One open node and a pod ``held`` that burstguard released and pinned to it.
 
-    A second gate of the test's own keeps the pod unbound after burstguard's release, so
-    the test can change the node between the pin and the binding.
+    The pod requests one unit of an extended resource no node has yet
+    (``burstguard.test/hold``), so it stays unbound after burstguard's release and the test
+    can change the node between the pin and the binding. (A second scheduling gate would
+    not do: burstguard paces a pod only once its own gate is the last one, DESIGN §7.)
     """
     nodes, run = guarded_nodes(
         cluster,
@@ -315,7 +390,9 @@ def held_and_pinned(
         timeout_s=30,
     )
     held = labelled_pod("held", run, nodes.selector)
-    held["spec"]["schedulingGates"] = [{"name": "burstguard.test/hold"}]
+    resources = held["spec"]["containers"][0]["resources"]
+    resources["requests"][HOLD_RESOURCE] = "1"
+    resources["limits"] = {HOLD_RESOURCE: "1"}  # extended resources: limits equal requests
     core.create_namespaced_pod(namespace, held)
 
     def pod() -> dict[str, Any]:
@@ -327,11 +404,13 @@ def held_and_pinned(
     return node, pod
 
 
-def lift_hold(core: k8s_client.CoreV1Api, namespace: str) -> None:
-    """Remove the test's own gate from the pod ``held``."""
-    core.patch_namespaced_pod(
-        "held", namespace, [{"op": "remove", "path": "/spec/schedulingGates"}]
-    )
+HOLD_RESOURCE = "burstguard.test/hold"
+
+
+def lift_hold(core: k8s_client.CoreV1Api, node: str) -> None:
+    """Give ``node`` the extended resource the pod ``held`` waits for."""
+    amount = {HOLD_RESOURCE: "1"}
+    core.patch_node_status(node, {"status": {"capacity": amount, "allocatable": amount}})
 
 
 class TestNeverStrand:
@@ -452,7 +531,7 @@ class TestNeverStrand:
         )
         taint = {"key": "burstguard.test/full", "effect": "NoSchedule"}
         core.patch_node(node, {"spec": {"taints": [taint]}})
-        lift_hold(core, namespace)
+        lift_hold(core, node)
         wait_for(
             "a PinnedUnbound event",
             lambda: [
@@ -678,6 +757,281 @@ def test_the_operator_exports_its_metrics(operator: operating.OperatorProcess) -
         "burstguard_pod_releases_total",
     ):
         assert family in text or family.removesuffix("_total") in text
+
+
+class TestForecast:
+    def test_a_cronjobs_nodes_are_asked_to_prepare_lead_time_before_it_fires(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        """An Enforce policy with leadTime 20s selects a CronJob of 4 pods x 1 GiB that fires
+        at the next whole minute at least 35 s away (written in Asia/Kolkata time, UTC+05:30).
+        Each of the 2 nodes (1 GiB headroom) must get a request for its 2 GiB share less its
+        headroom, written no later than 15 s (leadTime - 5 s) before the fire."""
+        ensure_running(operator)
+        lead_s = 20.0
+        nodes = cluster.create_nodes(2)
+        for name in nodes.names:
+            operating.publish(core, name, operating.GI)
+        run = operating.unique("cron")
+        body = operating.burst_policy(run, pod_labels={RUN_LABEL: run}, node_labels=nodes.selector)
+        body["spec"]["preparation"] = {"leadTime": f"{lead_s:g}s", "cooldown": "1s"}
+        policies.create(body)
+        wait_for(
+            "policy ready",
+            lambda: (policies.ready(run) or {}).get("status") == "True",
+            timeout_s=30,
+        )
+        fire = (int(time.time() + 35) // 60 + 1) * 60
+        local = datetime.datetime.fromtimestamp(fire, tz=zoneinfo.ZoneInfo("Asia/Kolkata"))
+        job = JobBuilder(run, 4).node_selector(nodes.selector).build()
+        template = job["spec"]["template"]
+        template.pop("apiVersion", None)
+        template.pop("kind", None)
+        template["metadata"] = {"labels": {RUN_LABEL: run}}
+        template["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+        cronjob = {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "nightly"},
+            "spec": {
+                "schedule": f"{local.minute} {local.hour} * * *",
+                "timeZone": "Asia/Kolkata",
+                "jobTemplate": {"spec": job["spec"]},
+            },
+        }
+        k8s_client.BatchV1Api(api).create_namespaced_cron_job(namespace, cronjob)
+
+        def requests() -> dict[str, tuple[float, preparation.PrepareRequest]] | None:
+            out = {}
+            for name in nodes.names:
+                text = (core.read_node(name).metadata.annotations or {}).get(
+                    names.PREPARE_REQUEST_ANNOTATION
+                )
+                if text and (req := preparation.decode(text)).policy == run:
+                    out[name] = (time.time(), req)
+            return out if len(out) == len(nodes.names) else None
+
+        seen = wait_for("both nodes asked to prepare", requests, timeout_s=fire - time.time())
+        for name, (arrived, req) in seen.items():
+            print(
+                f"{name}: request written {fire - req.requested_at:.1f}s and seen "
+                f"{fire - arrived:.1f}s before the fire (leadTime {lead_s:g}s)"
+            )
+            assert arrived <= fire - (lead_s - 5), (name, fire - arrived)
+            assert req.requested_at >= fire - lead_s - 2, (name, fire - req.requested_at)
+            assert req.bytes_wanted == 2 * operating.GI - operating.GI, req
+            assert "CronJob" in req.reason and "nightly" in req.reason
+        forecast = wait_for(
+            "the prepared burst in the status",
+            lambda: (
+                f
+                if (f := (policies.get(run).get("status") or {}).get("forecast") or {}).get(
+                    "preparedNodes"
+                )
+                else None
+            ),
+            timeout_s=10,
+        )
+        assert forecast["nextPods"] == 4 and forecast["nextMemoryBytes"] == 4 * operating.GI
+        assert forecast["preparedNodes"] == 2 and forecast["preparedBytes"] == 2 * operating.GI
+
+        def explained() -> bool:
+            reasons = {
+                (e.involved_object.name, e.reason)
+                for e in core.list_namespaced_event("default").items
+                if e.involved_object.kind == "Node"
+            }
+            return {(n, "PreparedAhead") for n in nodes.names} <= reasons
+
+        wait_for("a PreparedAhead Event on each node", explained, timeout_s=10)
+
+
+KUEUE_GATE = "kueue.x-k8s.io/admission"
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+
+
+@pytest.fixture(scope="module")
+def kueue(
+    cluster: ClusterFixture,
+    control_plane_binaries: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[kueueing.KueueProcess]:
+    if not kueueing.built():
+        why = f"Kueue not built at {kueueing.install_dir()} (tests/cluster/kueue/build.sh)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have Kueue built: {why}")
+        pytest.skip(why)
+    proc = kueueing.KueueProcess(
+        cluster.kubeconfig_path,
+        control_plane_binaries.kubectl,
+        tmp_path_factory.mktemp("kueue"),
+        operating.free_port(),
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+class TestKueue:
+    def test_with_the_real_kueue_pods_are_paced_after_admission_and_pending_ones_forecast(
+        self,
+        *,
+        cluster: ClusterFixture,
+        operator: operating.OperatorProcess,
+        kueue: kueueing.KueueProcess,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        namespace: str,
+        policies: operating.Policies,
+    ) -> None:
+        """A 1 GiB pod queued to a ClusterQueue with 512 MiB of memory (Kueue's gate) is
+        forecast as a Workload pending on quota, and keeps both gates and no pin while Kueue
+        holds it. Once the quota is raised Kueue admits it and a Job of 3 x 1 GiB pods (which
+        exist only after admission): burstguard releases and pins them all, the pod only
+        after Kueue lifted its gate."""
+        nodes, run = guarded_nodes(
+            cluster, operator, core, policies, prefix="kueue", headrooms=[64 * operating.GI] * 2
+        )
+        custom = k8s_client.CustomObjectsApi(api)
+        flavor, queue = f"{run}-flavor", f"{run}-cq"
+        custom.create_cluster_custom_object(
+            KUEUE_GROUP, KUEUE_VERSION, "resourceflavors", {
+                "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "ResourceFlavor",
+                "metadata": {"name": flavor},
+            },
+        )  # fmt: skip
+        custom.create_cluster_custom_object(
+            KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", {
+                "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "ClusterQueue",
+                "metadata": {"name": queue},
+                "spec": {"namespaceSelector": {}, "resourceGroups": quota(flavor, "512Mi")},
+            },
+        )  # fmt: skip
+        try:
+            custom.create_namespaced_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, namespace, "localqueues", {
+                    "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "LocalQueue",
+                    "metadata": {"name": "lq"}, "spec": {"clusterQueue": queue},
+                },
+            )  # fmt: skip
+            self._run(
+                api=api, core=core, custom=custom, namespace=namespace, queue=queue,
+                flavor=flavor, node_names=nodes.names, selector=nodes.selector, run=run,
+                kueue=kueue,
+            )  # fmt: skip
+        finally:
+            for plural, name in (("clusterqueues", queue), ("resourceflavors", flavor)):
+                with contextlib.suppress(k8s_client.ApiException):
+                    custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, plural, name)
+
+    def _run(
+        self,
+        *,
+        api: k8s_client.ApiClient,
+        core: k8s_client.CoreV1Api,
+        custom: k8s_client.CustomObjectsApi,
+        namespace: str,
+        queue: str,
+        flavor: str,
+        node_names: Sequence[str],
+        selector: dict[str, str],
+        run: str,
+        kueue: kueueing.KueueProcess,
+    ) -> None:
+        queue_label = {"kueue.x-k8s.io/queue-name": "lq"}
+
+        def workloads() -> list[dict[str, Any]]:
+            listed = custom.list_namespaced_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads"
+            )
+            return list(listed.get("items") or [])
+
+        def forecast() -> dict[str, Any] | None:
+            f = (policies_get(api, run).get("status") or {}).get("forecast") or {}
+            return f if str(f.get("nextSource", "")).startswith("Workload ") else None
+
+        with operating.PodTimeline(api, namespace) as timeline:
+            waiting = labelled_pod("waiting", run, selector)
+            waiting["metadata"]["labels"].update(queue_label, **{"kueue.x-k8s.io/managed": "true"})
+            waiting["spec"]["schedulingGates"] = [{"name": KUEUE_GATE}]
+            waiting["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+            core.create_namespaced_pod(namespace, waiting)
+            try:
+                seen = wait_for("the pending pod's Workload forecast", forecast, timeout_s=30)
+            except AssertionError as exc:
+                status = policies_get(api, run).get("status") or {}
+                states = [(w["metadata"]["name"], w.get("status")) for w in workloads()]
+                raise AssertionError(
+                    f"{exc}: status {status}; workloads {states}; kueue:\n{kueue.log_tail(5)}"
+                ) from exc
+            assert seen["nextPods"] == 1 and seen["nextMemoryBytes"] == operating.GI
+            (pending,) = workloads()
+            assert not (pending.get("status") or {}).get("admission")  # pending on quota
+            pod = core.api_client.sanitize_for_serialization(
+                core.read_namespaced_pod("waiting", namespace)
+            )
+            gates = [g["name"] for g in pod["spec"]["schedulingGates"]]
+            assert gates == [KUEUE_GATE, names.SCHEDULING_GATE] and pin_of(pod) is None
+            custom.patch_cluster_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", queue,
+                {"spec": {"resourceGroups": quota(flavor, "4Gi")}},
+            )  # fmt: skip
+            job = JobBuilder("first", 3).node_selector(selector).build()
+            job["metadata"]["labels"] = dict(queue_label)
+            job["spec"]["suspend"] = True  # what Kueue's webhook would set
+            template = job["spec"]["template"]
+            template.pop("apiVersion", None)
+            template.pop("kind", None)
+            template["metadata"] = {"labels": {RUN_LABEL: run}}
+            template["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+            k8s_client.BatchV1Api(api).create_namespaced_job(namespace, job)
+            wait_for(
+                "the pod and the Job's 3 pods admitted by Kueue and released by burstguard",
+                lambda: len(timeline.release_times()) >= 4,
+                timeout_s=90,
+            )
+        first = timeline.first_seen()
+        assert len(first) == 4 and all(operating.gated(p) for p in first.values())
+        released = core.api_client.sanitize_for_serialization(
+            core.read_namespaced_pod("waiting", namespace)
+        )
+        assert not released["spec"].get("schedulingGates")
+        assert pin_of(released) in node_names
+        # Kueue lifted its gate before burstguard released the pod: admission came first.
+        kueue_lifted = min(
+            t
+            for t, _, obj in timeline.events
+            if obj["metadata"]["name"] == "waiting"
+            and KUEUE_GATE not in [g["name"] for g in obj["spec"].get("schedulingGates") or []]
+        )
+        assert kueue_lifted <= timeline.release_times()["waiting"]
+
+
+def quota(flavor: str, memory: str) -> list[dict[str, Any]]:
+    """One resource group of a ClusterQueue: 100 CPUs and ``memory``."""
+    resources = [{"name": "cpu", "nominalQuota": "100"}, {"name": "memory", "nominalQuota": memory}]
+    return [
+        {
+            "coveredResources": ["cpu", "memory"],
+            "flavors": [{"name": flavor, "resources": resources}],
+        }
+    ]
+
+
+def policies_get(api: k8s_client.ApiClient, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = k8s_client.CustomObjectsApi(api).get_cluster_custom_object(
+        names.GROUP, names.VERSION, names.POLICY_PLURAL, name
+    )
+    return obj
 
 
 def forged_pod(name: str, run: str, policy: str) -> dict[str, Any]:

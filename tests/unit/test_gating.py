@@ -284,3 +284,19 @@ class TestAdmissionReview:
     def test_a_dry_run_request_is_patched_but_marked_so_nothing_is_counted(self) -> None:
         body, decision = gating.review(self.review(dry_run=True), lambda ns: {}, [enforce_policy()])
         assert "patch" in body["response"] and decision.dry_run
+
+
+@pytest.mark.parametrize(
+    ("gates", "expected"),
+    [
+        pytest.param([names.SCHEDULING_GATE], True, id="only-ours"),
+        pytest.param(["example.com/admission", names.SCHEDULING_GATE], False, id="another-first"),
+        pytest.param([names.SCHEDULING_GATE, "kueue.x-k8s.io/admission"], False, id="kueue-after"),
+        pytest.param(["example.com/admission"], False, id="not-ours"),
+        pytest.param([], False, id="none"),
+    ],
+)
+def test_a_pod_is_paceable_only_when_our_gate_is_the_last_one(
+    gates: list[str], expected: bool
+) -> None:
+    assert gating.paceable(gates) is expected

@@ -162,3 +162,48 @@ def test_a_pod_first_seen_running_is_not_counted() -> None:
     store = pods.PodStore(clock=lambda: 1.0)
     store.replace([Pod("a").bound("n1").ungated().running().build()])
     assert store.ledger.entries == {}
+
+
+def only_ours(pod: Pod) -> Pod:
+    pod.obj["spec"]["schedulingGates"] = [{"name": names.SCHEDULING_GATE}]
+    return pod
+
+
+def test_a_pod_another_controller_still_holds_is_gated_but_not_queued() -> None:
+    rec = pods.compact(Pod().build())
+    assert rec.gated and rec.queued is None and rec.held_by == ("other.io/g",)
+
+
+def test_a_pod_whose_only_gate_is_ours_is_queued() -> None:
+    rec = pods.compact(only_ours(Pod()).build())
+    assert rec.queued is not None and rec.held_by == ()
+
+
+def test_a_pod_with_only_another_controllers_gate_is_not_in_flight() -> None:
+    store = pods.PodStore()
+    pod = Pod()
+    pod.obj["spec"]["schedulingGates"] = [{"name": "other.io/g"}]
+    store.apply("ADDED", pod.build())
+    assert not store.gated["batch"] and store.ledger.entries == {}
+
+
+def test_a_pod_queues_from_when_the_other_gate_lifts_not_from_its_creation() -> None:
+    clock = [5000.0]
+    store = pods.PodStore(clock=lambda: clock[0])
+    store.apply("ADDED", Pod().build())
+    assert store.gated["batch"]["jobs/p1"].queued is None
+    clock[0] = 9000.0
+    store.apply("MODIFIED", only_ours(Pod()).build())
+    queued = store.gated["batch"]["jobs/p1"].queued
+    assert queued is not None and queued.created_at == 9000.0
+    clock[0] = 9500.0
+    store.apply("MODIFIED", only_ours(Pod()).build())
+    again = store.gated["batch"]["jobs/p1"].queued
+    assert again is not None and again.created_at == 9000.0
+
+
+def test_a_pod_first_seen_with_only_our_gate_queues_from_its_creation() -> None:
+    store = pods.PodStore(clock=lambda: 9000.0)
+    store.apply("ADDED", only_ours(Pod()).build())
+    queued = store.gated["batch"]["jobs/p1"].queued
+    assert queued is not None and queued.created_at == pods.timestamp("2026-11-27T09:00:00Z")
