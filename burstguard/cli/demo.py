@@ -327,12 +327,25 @@ def table(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[RunResult], cfg: DemoConfig, path: Path) -> None:
-    """report.png: starting pods and nodes in reclaim over time, per run."""
-    import matplotlib  # noqa: PLC0415 (heavy; only for the report)
+NO_PLOT: Final = (
+    "report.png not drawn: matplotlib is not installed (it is optional: "
+    "pip install 'burstguard[demo]'); report.txt and report.json are complete"
+)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+def plot(results: list[RunResult], cfg: DemoConfig, path: Path) -> bool:
+    """report.png: starting pods and nodes in reclaim over time, per run.
+
+    False when matplotlib (the ``demo`` extra) is absent: a plain install, such as the container
+    image, runs the demo and writes the text and JSON reports without it.
+    """
+    try:
+        import matplotlib  # noqa: PLC0415 (heavy, optional: the demo extra)
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for r in results:
@@ -355,10 +368,11 @@ def plot(results: list[RunResult], cfg: DemoConfig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def write_report(results: list[RunResult], cfg: DemoConfig, out: Path) -> None:
-    """report.txt, report.json and report.png in ``out``."""
+def write_report(results: list[RunResult], cfg: DemoConfig, out: Path) -> bool:
+    """report.txt, report.json and report.png in ``out``; False when the PNG was not drawn."""
     text = f"{BANNER}\n\n{table(results)}\n"
     for r in results:
         if r.note:
@@ -371,7 +385,7 @@ def write_report(results: list[RunResult], cfg: DemoConfig, out: Path) -> None:
         "runs": [{k: v for k, v in asdict(r).items() if k != "trace"} for r in results],
     }
     (out / "report.json").write_text(json.dumps(body, indent=2) + "\n")
-    plot(results, cfg, out / "report.png")
+    return plot(results, cfg, out / "report.png")
 
 
 # --- the whole demo ---
@@ -404,6 +418,7 @@ async def _demo(cfg: DemoConfig, out: Path, cluster: devcluster.Cluster, guarded
     fleet_task = asyncio.create_task(fleet.run(stop))
     line = Line()
     results: list[RunResult] = []
+    plotted = False
     code = EXIT_OK
     try:
         await asyncio.sleep(1.0)  # first summaries on every node
@@ -449,7 +464,7 @@ async def _demo(cfg: DemoConfig, out: Path, cluster: devcluster.Cluster, guarded
         await fleet_task
         await api.close()
         if results:
-            write_report(results, cfg, out)
+            plotted = write_report(results, cfg, out)
     click.echo("")
     click.echo(f"{BANNER}\n")
     click.echo(table(results))
@@ -460,7 +475,10 @@ async def _demo(cfg: DemoConfig, out: Path, cluster: devcluster.Cluster, guarded
         f"\nfleet: {fleet.stats.publishes} summaries published, {fleet.stats.start_marks} starts "
         f"marked, {fleet.stats.acks} preparation requests served, {fleet.stats.errors} write errors"
     )
-    click.echo(f"report: {out / 'report.txt'}, {out / 'report.png'}, {out / 'report.json'}")
+    png = f", {out / 'report.png'}" if plotted else ""
+    click.echo(f"report: {out / 'report.txt'}, {out / 'report.json'}{png}")
+    if not plotted:
+        click.echo(NO_PLOT)
     click.echo(
         f"recommend from it: burstguard recommend --timeline {out / 'timeline-unguarded.json'}"
     )

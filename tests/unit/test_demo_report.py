@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+import pytest
 
 from burstguard.cli import demo
 
@@ -45,6 +48,18 @@ def test_the_report_files_say_they_are_a_simulation(tmp_path: Path) -> None:
     assert body["simulated"] is True
     assert [r["name"] for r in body["runs"]] == ["without", "with"]
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_the_report_is_text_and_json_and_says_why_there_is_no_png(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
+    drawn = demo.write_report(
+        [run("without", stalls=3, makespan=12.0)], demo.DemoConfig(), tmp_path
+    )
+    assert drawn is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.txt"]
+    assert "pip install 'burstguard[demo]'" in demo.NO_PLOT
 
 
 def test_the_enforce_policy_is_valid_and_guards_only_simulated_nodes() -> None:
