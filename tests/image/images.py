@@ -80,4 +80,5 @@ def extract_rootfs(image: Image, dest: Path) -> Path:
         assert blob is not None
         with tarfile.open(fileobj=blob, mode="r|gz") as inner:
             inner.extractall(dest, filter="fully_trusted")  # our own archive; keeps owners
+    dest.chmod(0o755)  # the container's / (a runtime creates it so; the layer has no entry)
     return dest

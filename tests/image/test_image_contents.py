@@ -7,17 +7,19 @@ not this machine's.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 from tests.image import images
 
 MIB = 1 << 20
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 
 
 def in_image(rootfs: Path, user: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["chroot", f"--userspec={user}", str(rootfs), *argv],
+        [CHROOT, f"--userspec={user}", str(rootfs), *argv],
         capture_output=True,
         text=True,
         timeout=120,
