@@ -333,6 +333,9 @@ def command_lines(bins: binaries_.Binaries, layout: Layout, ports: Ports) -> dic
             # A loopback address cannot be an Endpoints IP; nothing here needs the
             # `kubernetes` Service's endpoints.
             "--endpoint-reconciler-type=none",
+            # Webhooks and aggregated APIs behind a Service are called at one of its endpoints
+            # (a pod IP), not at its ClusterIP: there is no kube-proxy to route a ClusterIP.
+            "--enable-aggregator-routing=true",
             "--profiling=false",
         ],
         CONTROLLER_MANAGER: [
