@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup deps venv lint test test-unit test-node test-cluster test-chart test-lab test-fuzz chaos fmt bpf-check kube
+.PHONY: setup deps venv lint test test-unit test-node test-cluster test-chart test-lab test-fuzz chaos fmt bpf-check kube image
 
-## setup: install system packages and toolchains (.ci/setup.d/*.sh), then the Python venv
-setup: deps venv
+## setup: install system packages and toolchains (.ci/setup.d/*.sh), the Python venv, the image
+setup: deps venv image
 
 deps:
 	@for s in .ci/setup.d/*.sh; do echo "== $$s"; bash "$$s" || exit 1; done
@@ -19,14 +19,20 @@ venv:
 
 ## lint: ruff, mypy --strict, import-linter layering
 lint:
-	$(BIN)/ruff check burstguard tests
-	$(BIN)/ruff format --check burstguard tests
+	$(BIN)/ruff check burstguard tests deploy/image
+	$(BIN)/ruff format --check burstguard tests deploy/image
 	$(BIN)/mypy --strict burstguard
+	$(BIN)/mypy --strict deploy/image
 	$(BIN)/lint-imports
 
 fmt:
-	$(BIN)/ruff format burstguard tests
-	$(BIN)/ruff check --fix burstguard tests
+	$(BIN)/ruff format burstguard tests deploy/image
+	$(BIN)/ruff check --fix burstguard tests deploy/image
+
+## image: the container image dist/burstguard-<version>.oci.tar, tagged localhost/burstguard:<version>
+## (deploy/image/build.py: Debian packages + this wheel; root; skipped when its inputs are unchanged)
+image:
+	$(PY) deploy/image/build.py
 
 ## test: the whole suite (lint, then every test layer). This is the command CI runs.
 ## The chaos layer runs only its leader kill here; `make chaos` runs every fault.

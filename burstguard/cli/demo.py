@@ -134,7 +134,16 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
         f"\nfleet: {fleet.stats.publishes} summaries published, {fleet.stats.start_marks} starts "
         f"marked, {fleet.stats.acks} preparation requests served, {fleet.stats.errors} write errors"
     )
-    click.echo(f"report: {out / 'report.txt'}, {out / 'report.png'}, {out / 'report.json'}")
+    png = out / "report.png"
+    click.echo(
+        f"report: {out / 'report.txt'}, {out / 'report.json'}"
+        + (f", {png}" if png.exists() else "")
+    )
+    if not png.exists():
+        click.echo(
+            "report.png not drawn: matplotlib is not installed (it is optional: "
+            "pip install 'burstguard[demo]'); report.txt and report.json are complete"
+        )
     click.echo(
         f"recommend from it: burstguard recommend --timeline {out / 'timeline-unguarded.json'}"
     )

@@ -92,12 +92,18 @@ def plot(
     path: Path,
     *,
     xlabel: str = "seconds",
-) -> None:
-    """``path`` (PNG): one panel per (series name, panel title), one line per scenario."""
-    import matplotlib  # noqa: PLC0415 (heavy; only for the report)
+) -> bool:
+    """``path`` (PNG): one panel per (series name, panel title), one line per scenario.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    False when matplotlib (the ``demo`` extra) is absent: a plain install, such as the
+    container image, still writes the text and JSON reports."""
+    try:
+        import matplotlib  # noqa: PLC0415 (heavy, optional: the demo extra)
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
     for ax, (series, panel_title) in zip(axes[0], panels, strict=True):
@@ -113,3 +119,4 @@ def plot(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True

@@ -65,8 +65,9 @@ def write(
     *,
     policies: Sequence[Mapping[str, Any]] = (),
     agent: Mapping[str, Any] | None = None,
-) -> None:
-    """report.txt, report.json and report.png in ``out``."""
+) -> bool:
+    """report.txt, report.json and report.png in ``out``; False when the PNG was not drawn
+    (matplotlib, the ``demo`` extra, is not installed)."""
     columns = [scenario(r) for r in results]
     text = f"{BANNER}\n\n{scenarios.table(ROWS, columns)}\n"
     for r in results:
@@ -81,7 +82,7 @@ def write(
         "agent": dict(agent or {}),
     }
     scenarios.dump(columns, meta, out / "report.json")
-    scenarios.plot(
+    return scenarios.plot(
         columns,
         PANELS,
         f"SIMULATION: {cfg.pods} pods x {cfg.pod_memory} on {cfg.nodes} kwok nodes "

@@ -51,8 +51,39 @@ app.kubernetes.io/component: {{ index . 1 }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
+{{- /* The image reference: repository@digest when image.digest is set, else repository:tag. */ -}}
 {{- define "burstguard.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $repo := required "image.repository is empty: build the image with `make image` (it writes dist/burstguard-<version>.oci.tar, tagged localhost/burstguard:<version>), load it into the nodes or push it to your registry, and set image.repository" .Values.image.repository -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+Pod-level network settings of every burstguard pod (operator, agent, release hook):
+hostNetwork.enabled puts them in the node's network namespace.
+*/ -}}
+{{- define "burstguard.podNetwork" -}}
+{{- if .Values.hostNetwork.enabled -}}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end -}}
+{{- end -}}
+
+{{- /*
+Container env that points the in-cluster client at hostNetwork.apiServerHost:apiServerPort
+instead of the `kubernetes` Service (the kubelet's KUBERNETES_SERVICE_* values are overridden
+by the container's own env).
+*/ -}}
+{{- define "burstguard.apiServerEnv" -}}
+{{- with .Values.hostNetwork.apiServerHost -}}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ $.Values.hostNetwork.apiServerPort | quote }}
+{{- end -}}
 {{- end -}}
 
 {{- define "burstguard.operator.serviceAccountName" -}}
