@@ -62,6 +62,7 @@ def test_a_pod_moves_from_gated_to_released_to_bound_to_started_in_the_ledger() 
     store = pods.PodStore(clock=lambda: 50.0)
     store.apply("ADDED", Pod().build())
     assert list(store.gated["batch"]) == ["jobs/p1"] and stage(store, "jobs/p1") is None
+    store.ledger.release("jobs/p1", node=None, memory_bytes=None, policy="batch", now=50.0)
     store.apply("MODIFIED", Pod().ungated().build())
     assert not store.gated["batch"] and stage(store, "jobs/p1") == ledger.RELEASED
     assert [e.key for e in store.ledger.unplaced("batch")] == ["jobs/p1"]
@@ -71,6 +72,16 @@ def test_a_pod_moves_from_gated_to_released_to_bound_to_started_in_the_ledger() 
     assert stage(store, "jobs/p1") == ledger.STARTED and store.ledger.starting("n1") == 0
     store.apply("DELETED", Pod().ungated().bound("n1").running().build())
     assert store.pods == {} and store.ledger.entries == {}
+
+
+def test_an_ungated_pod_with_only_a_policy_annotation_books_nothing_until_it_binds() -> None:
+    """A pod can write the gate and a policy's name on itself and lift the gate again: an
+    annotation the operator did not act on is not a start heading to any node."""
+    store = pods.PodStore(clock=lambda: 50.0)
+    store.apply("ADDED", Pod().ungated().build())
+    assert stage(store, "jobs/p1") is None and store.ledger.unplaced("batch") == []
+    store.apply("MODIFIED", Pod().ungated().bound("n1").build())
+    assert stage(store, "jobs/p1") == ledger.BOUND and store.ledger.starting("n1") == 1
 
 
 def test_a_relist_forgets_vanished_pods_and_tells_listeners_once() -> None:
