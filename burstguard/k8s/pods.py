@@ -283,13 +283,15 @@ class PodStore:
             # A released pod the watch shows unbound. Counted when this operator booked its
             # release or when it is pinned (a release by an earlier leader holds its node's
             # slot); an annotation alone, which a pod can write on itself, books nothing.
-            known = rec.key in self.ledger.entries or rec.pinned is not None
+            # The booking keeps the policy it was made for (None for the janitor's releases).
+            booked = self.ledger.entries.get(rec.key)
+            known = booked is not None or rec.pinned is not None
             if rec.phase == "Pending" and rec.policy is not None and not rec.held_by and known:
                 self.ledger.confirm(
                     rec.key,
                     node=rec.pinned,
                     memory_bytes=rec.memory_bytes,
-                    policy=rec.policy,
+                    policy=booked.policy if booked is not None else rec.policy,
                     now=self.clock(),
                 )
         elif rec.starting:

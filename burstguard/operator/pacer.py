@@ -280,7 +280,7 @@ class PolicyLoop:
         elif (self.bucket.rate, self.bucket.capacity) != (rules.release_per_second, rules.burst):
             self.bucket = pacing.retune(self.bucket, rules.release_per_second, rules.burst)
         book = self.rt.pod_store.ledger
-        gated = self.rt.pod_store.gated.get(self.name, {})
+        gated = self.gated  # only the pods this policy really selects
         queue: dict[str, pacing.QueuedPod] = {}
         # Unpinned pods released and not yet bound could land anywhere: they use up room
         # first. Pinned ones are counted against their node in the ledger.

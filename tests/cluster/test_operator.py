@@ -1071,12 +1071,6 @@ class TestForgedGates:
     """A pod can write burstguard's gate and any policy's name on itself; only the webhook's
     own selection makes it a policy's pod."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="known defect since the ledger, gate and Lease changes met: the operator's pod "
-        "store never shows a gated pod outside the policy's namespaces, so the janitor does "
-        "not lift it (the forged pod is still never paced)",
-    )
     def test_a_pod_in_a_namespace_no_policy_selects_is_not_paced_by_the_policy_it_names(
         self,
         *,
@@ -1180,12 +1174,6 @@ class TestForgedGates:
         assert not operating.gated(pod)
         assert pin_of(pod) is None
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="known defect since the ledger, gate and Lease changes met: the operator's pod "
-        "store never shows a gated pod outside the policy's namespaces, so the janitor does "
-        "not lift it (the forged pod is still never paced)",
-    )
     def test_a_gate_added_in_an_excluded_namespace_is_released_by_the_janitor(
         self,
         *,
