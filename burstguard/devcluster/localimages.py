@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -163,12 +164,34 @@ def build(progress: Callable[[str], None] | None = None) -> Built:
     return Built(written)
 
 
+UNPACKED: Final = re.compile(r"^unpacking (\S+) \((sha256:[0-9a-f]{64})\)", re.MULTILINE)
+"""``ctr images import`` output line: the name it imported and the manifest digest."""
+
+
+def digest_reference(name: str, digest: str) -> str:
+    """``repo@sha256:...`` for ``repo:tag`` (what a pod spec holds when a chart pins a digest)."""
+    last = name.rsplit("/", 1)
+    repository = name.rsplit(":", 1)[0] if ":" in last[-1] else name
+    return f"{repository}@{digest}"
+
+
 def import_archive(socket: Path, archive: Path) -> str:
-    """``ctr -n k8s.io images import`` of one archive into the containerd at ``socket``."""
-    argv = ["ctr", "--address", str(socket), "-n", "k8s.io", "images", "import", str(archive)]
+    """``ctr -n k8s.io images import`` of one archive into the containerd at ``socket``.
+
+    Each imported image is also named by digest (``repo@sha256:...``): the CRI resolves an
+    image only by a name it holds, and a chart with ``image.digest`` set asks for that one, so
+    without it the kubelet reports ErrImageNeverPull for an image it has.
+    """
+    ctr = ["ctr", "--address", str(socket), "-n", "k8s.io", "images"]
+    argv = [*ctr, "import", str(archive)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ImageBuildError(f"{' '.join(argv)} failed: {done.stderr.strip()[-1000:]}")
+    for name, digest in UNPACKED.findall(done.stdout):
+        tag = [*ctr, "tag", "--force", name, digest_reference(name, digest)]
+        tagged = subprocess.run(tag, capture_output=True, text=True, check=False)
+        if tagged.returncode != 0:
+            raise ImageBuildError(f"{' '.join(tag)} failed: {tagged.stderr.strip()[-1000:]}")
     return done.stdout.strip()
 
 

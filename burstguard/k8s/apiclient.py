@@ -110,6 +110,23 @@ class Api:
             raw.release()
 
 
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The apiserver URL a pod is told to use (``KUBERNETES_SERVICE_HOST``/``_PORT``), or None.
+
+    The kubelet sets both to the ``kubernetes`` Service; the chart's ``hostNetwork`` option
+    overrides them with an address the node reaches without kube-proxy or cluster DNS. kopf's
+    own service-account login ignores them and dials ``kubernetes.default.svc``, which needs
+    DNS, so the operator's kopf login uses this URL instead (``operator.handlers.login``).
+    """
+    host = environ.get("KUBERNETES_SERVICE_HOST", "").strip()
+    if not host:
+        return None
+    port = environ.get("KUBERNETES_SERVICE_PORT", "").strip() or "443"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"https://{host}:{port}"
+
+
 async def connect(kubeconfig: str | None = None) -> Api:
     """Connect with ``kubeconfig``, else ``$KUBECONFIG``, else the in-cluster service account."""
     configuration = aio_client.Configuration()

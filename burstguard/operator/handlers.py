@@ -14,7 +14,9 @@ finalizer is removed by hand); gates are never held by that, since pod creation 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -33,12 +35,18 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
     kopf's default login goes through the kubernetes client, whose default kubeconfig path is
     read from $KUBECONFIG when the client is imported, so ``--kubeconfig`` alone was ignored.
-    Without a kubeconfig the operator runs in the cluster on its ServiceAccount.
+    Without a kubeconfig the operator runs in the cluster on its ServiceAccount, at the address
+    the pod's environment names (kopf alone would dial ``kubernetes.default.svc``, which a
+    host-network pod without cluster DNS cannot resolve).
     """
     options: runtime_.Options = memo["options"]
     if options.kubeconfig:
         return kopf.login_with_kubeconfig(**kwargs)
-    return kopf.login_with_service_account(**kwargs)
+    info = kopf.login_with_service_account(**kwargs)
+    server = apiclient.in_cluster_server(os.environ)
+    if info is None or server is None:
+        return info
+    return dataclasses.replace(info, server=server)
 
 
 @kopf.on.startup()
