@@ -70,6 +70,16 @@ def test_host_network_puts_every_pod_on_the_node_and_points_it_at_the_apiserver(
         assert env["KUBERNETES_SERVICE_PORT"] == "6443", kind
 
 
+def test_with_host_network_an_operator_rollout_stops_a_pod_before_starting_its_successor() -> None:
+    """A surge pod would ask for the host ports its predecessor holds: on one node it stays
+    Pending and the rollout never ends (seen on real-0)."""
+    render.require_tools()
+    on = render.pick(render.objects({"hostNetwork": {"enabled": True}}), "Deployment")
+    off = render.pick(render.objects(), "Deployment")
+    assert on["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    assert off["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
 def test_by_default_pods_use_their_own_network_and_the_kubernetes_service() -> None:
     render.require_tools()
     for kind, spec in pod_specs(render.objects()).items():
