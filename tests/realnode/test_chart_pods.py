@@ -153,8 +153,10 @@ def chart(real_node: RealNodeFixture, tmp_path_factory: pytest.TempPathFactory) 
         if installed.installed:
             installed.helm("uninstall", RELEASE, f"--namespace={NAMESPACE}", "--wait")
         with real_node.cluster.api_client() as api:
-            k8s_client.CoreV1Api(api).delete_namespace(NAMESPACE)
+            core = k8s_client.CoreV1Api(api)
+            core.delete_namespace(NAMESPACE)
             remove_policies(api)
+            forget_node_state(core, real_node.node_name)
         sizes = f"image {built.uncompressed_bytes / MIB:.0f} MiB uncompressed"
         print(
             "chart pods timings: "
@@ -173,6 +175,20 @@ def remove_policies(api: k8s_client.ApiClient) -> None:
             group, version, plural, name, {"metadata": {"finalizers": None}}
         )
         custom.delete_cluster_custom_object(group, version, plural, name)
+
+
+def forget_node_state(core: k8s_client.CoreV1Api, node: str) -> None:
+    """Remove what the agent and operator wrote on real-0, for the session's other tests."""
+    meta = core.read_node(node).metadata
+    patch = {
+        "metadata": {
+            "annotations": {
+                k: None for k in meta.annotations or {} if k.startswith("burstguard.io/")
+            },
+            "labels": {k: None for k in meta.labels or {} if k.startswith("burstguard.io/")},
+        }
+    }
+    core.patch_node(node, patch)
 
 
 def node_annotations(core: k8s_client.CoreV1Api, node: str) -> dict[str, str]:
@@ -200,7 +216,6 @@ def test_the_operator_and_agent_run_from_the_imported_image_and_become_ready_on_
         (status,) = pod.status.container_statuses
         assert status.ready and status.restart_count == 0, (pod.metadata.name, status)
         assert status.image_id.endswith(chart.image.digest), status.image_id
-    chart.timings["pods ready after install"] = chart.timings["helm install"]
 
 
 def test_the_webhook_is_registered_at_the_charts_service_with_no_url(chart: Chart) -> None:
@@ -292,6 +307,10 @@ def test_a_paced_job_is_gated_by_the_in_cluster_webhook_and_released_to_succeede
             done = core.read_namespaced_pod(name, "default")
             assert done.status.phase == "Succeeded"
             assert done.spec.node_name == chart.node.node_name
+            labels_now = core.read_node(chart.node.node_name).metadata.labels
+            assert labels_now.get(names.INTAKE_LABEL) == names.INTAKE_OPEN, (
+                "the operator's leader did not label real-0 from the agent's summary"
+            )
         finally:
             batch.delete_namespaced_job(
                 run, "default", propagation_policy="Background", grace_period_seconds=0
@@ -321,10 +340,6 @@ def test_the_agent_pod_publishes_real_0s_summary_and_refreshes_it(chart: Chart) 
     assert summary.kernel_release == os.uname().release  # the host's kernel, read in the pod
     condition = [c for c in read.status.conditions if c.type == names.HEADROOM_CONDITION]
     assert condition and condition[0].status in ("True", "False")
-    assert read.metadata.labels.get(names.INTAKE_LABEL) in (
-        names.INTAKE_OPEN,
-        names.INTAKE_CLOSED,
-    ), "the operator's leader did not label real-0 from the agent's summary"
 
 
 def warm_file(path: Path, mib: int) -> None:
@@ -394,7 +409,9 @@ def test_preparation_as_a_pod_drops_host_page_cache_and_the_operator_reads_the_a
         body = operating.burst_policy(
             run, pod_labels=labels, node_labels={devcluster.NODE_LABEL: realnode.NODE_LABEL_VALUE}
         )
-        body["spec"]["preparation"] = {"cooldown": "1h"}
+        # The agent refuses to drop cache while kswapd scans (warming the file can wake it):
+        # a short cooldown has the operator ask again until a drop went through.
+        body["spec"]["preparation"] = {"cooldown": "5s"}
         policies.create(body)
         policies.created.remove(run)  # kept until the uninstall test: it holds the pod gated
         wait_for(
@@ -409,9 +426,12 @@ def test_preparation_as_a_pod_drops_host_page_cache_and_the_operator_reads_the_a
         def acked() -> preparationack.PrepareAck | None:
             text = node_annotations(core, node).get(names.PREPARE_ACK_ANNOTATION)
             ack = preparationack.decode(text) if text else None
-            return ack if ack is not None and ack.id.startswith(run) else None
+            if ack is None or not ack.id.startswith(run):
+                return None
+            dropped = any(a.kind == "drop_caches" and a.outcome == "done" for a in ack.actions)
+            return ack if dropped else None
 
-        ack = wait_for("the agent's acknowledgement", acked, timeout_s=90)
+        ack = wait_for("an acknowledgement of a cache drop", acked, timeout_s=120)
         resident_after, cached_after = resident_bytes(warm), cached_bytes()
         operator_pod = core.list_namespaced_pod(
             NAMESPACE, label_selector="app.kubernetes.io/component=operator"
@@ -433,8 +453,7 @@ def test_preparation_as_a_pod_drops_host_page_cache_and_the_operator_reads_the_a
         f"warm file resident {resident_before / MIB:.0f} -> {resident_after / MIB:.0f} MiB, "
         f"ack freed {ack.freed_bytes / MIB:.0f} of {ack.bytes_wanted / MIB:.0f} MiB"
     )
-    kinds = {a.kind for a in ack.actions if a.outcome == "done"}
-    assert "drop_caches" in kinds, ack
+    assert ack.freed_bytes > 0, ack
     assert resident_after < 0.1 * resident_before, (resident_before, resident_after)
     assert cached_after < cached_before - 0.8 * WARM_MIB * MIB
     assert f"freed {ack.freed_bytes} of {ack.bytes_wanted} B" in line, line
