@@ -98,8 +98,34 @@ class Chart:
             verb, RELEASE, str(CHART), f"--namespace={NAMESPACE}", "--create-namespace",
             f"--values={path}", "--wait", "--timeout=240s",
         )  # fmt: skip
-        self.timings[f"helm {verb}"] = time.monotonic() - start
+        self.wait_ready()
+        self.timings[f"helm {verb} to Ready"] = time.monotonic() - start
         self.values = values
+
+    def wait_ready(self) -> None:
+        """Every operator and agent pod updated and Ready. ``helm --wait`` is not enough: it
+        counts a Deployment ready at ``replicas - maxUnavailable``, which is 0 with hostNetwork
+        (one pod stops before its successor starts)."""
+        with self.node.cluster.api_client() as api:
+            apps = k8s_client.AppsV1Api(api)
+
+            def ready() -> bool:
+                dep = apps.read_namespaced_deployment(f"{FULLNAME}-operator", NAMESPACE)
+                ds = apps.read_namespaced_daemon_set(f"{FULLNAME}-agent", NAMESPACE)
+                want = dep.spec.replicas
+                return (
+                    dep.status.observed_generation == dep.metadata.generation
+                    and (dep.status.updated_replicas or 0) == want
+                    and (dep.status.ready_replicas or 0) == want
+                    and (dep.status.replicas or 0) == want
+                    and ds.status.observed_generation == ds.metadata.generation
+                    and (ds.status.updated_number_scheduled or 0)
+                    == ds.status.desired_number_scheduled
+                    and (ds.status.number_ready or 0) == ds.status.desired_number_scheduled
+                    and (ds.status.number_unavailable or 0) == 0
+                )
+
+            wait_for("the operator and agent pods Ready", ready, timeout_s=240, every_s=1)
 
     def agent_pod(self, core: k8s_client.CoreV1Api) -> k8s_client.V1Pod:
         pods = core.list_namespaced_pod(
@@ -498,6 +524,8 @@ def test_inside_the_agent_pod_only_the_preparation_files_are_writable(chart: Cha
         "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # the container's own cgroup (v1)
         "/sys/fs/cgroup/memory/cgroup.procs",
         "/sys/fs/cgroup/unified/cgroup.procs",
+        "/sys/fs/cgroup/memory.max",  # the same on a cgroup v2 host
+        "/sys/fs/cgroup/cgroup.kill",
         "/host/sys/fs/cgroup/memory.max",
     ]
     allowed = ["/host/vm-sysctl/compact_memory"]
