@@ -19,6 +19,8 @@ PATHS: Final = {
     "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
     "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
     "ValidatingAdmissionPolicy": f"{_ADMISSION}/validatingadmissionpolicies",
     "ValidatingAdmissionPolicyBinding": f"{_ADMISSION}/validatingadmissionpolicybindings",
 }
@@ -26,15 +28,19 @@ HOLDER_IMAGE: Final = "localhost/burstguard/token-holder:never-pulled"
 
 
 async def ensure(api: apiclient.Api, namespace: str, docs: Iterable[Mapping[str, Any]]) -> None:
-    """Create each object (ServiceAccounts in ``namespace``); existing ones are fine."""
+    """Create each object (ServiceAccounts in ``namespace``; Roles and RoleBindings in their
+    own namespace, e.g. Events in ``default``); existing ones are fine."""
     for doc in docs:
         body: dict[str, Any] = dict(doc)
+        target = namespace
         if body["kind"] == "ServiceAccount":
             body["metadata"] = {**body["metadata"], "namespace": namespace}
-        if body["kind"] == "ClusterRoleBinding":
+        if body["kind"] in ("Role", "RoleBinding"):
+            target = str(body["metadata"].get("namespace") or namespace)
+        if body["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             body["subjects"] = [{**s, "namespace": namespace} for s in body["subjects"]]
         try:
-            await api.request("POST", PATHS[body["kind"]].format(ns=namespace), body=body)
+            await api.request("POST", PATHS[body["kind"]].format(ns=target), body=body)
         except apiclient.ApiError as exc:
             if exc.status != 409:
                 raise

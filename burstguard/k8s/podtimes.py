@@ -1,10 +1,12 @@
-"""Watch-observed pod milestones for the node benchmark: created, ungated, started, finished.
+"""Watch-observed pod milestones for the node benchmark: created, ungated, scheduled, started,
+finished.
 
 An informer store (``watching.Informer``) that stamps each milestone with the local wall
 clock the first time the watch shows it: status timestamps have one-second resolution, too
 coarse for starts of about a second. "Started" is the pod status saying every container has
 started (``containerStatuses[].started`` or a running/terminated state); "ungated" is
-burstguard's scheduling gate gone from a pod that had it.
+burstguard's scheduling gate gone from a pod that had it; "scheduled" is ``spec.nodeName`` set
+(the pod bound to its node).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Milestones:
     created_at: float
     gated: bool = False
     ungated_at: float | None = None
+    scheduled_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
 
@@ -64,13 +67,15 @@ class PodTimes:
             m = self.pods[name] = Milestones(now, gated=names.SCHEDULING_GATE in gates)
         if m.gated and m.ungated_at is None and names.SCHEDULING_GATE not in gates:
             m.ungated_at = now
+        if m.scheduled_at is None and spec.get("nodeName"):
+            m.scheduled_at = now
         if m.started_at is None and _all_started(status):
             m.started_at = now
         if m.finished_at is None and status.get("phase") in ("Succeeded", "Failed"):
             m.finished_at = now
 
     def count(self, what: str) -> int:
-        """Pods that reached ``created``, ``started`` or ``finished``."""
+        """Pods that reached ``created``, ``scheduled``, ``started`` or ``finished``."""
         if what == "created":
             return len(self.pods)
         return sum(1 for m in self.pods.values() if getattr(m, f"{what}_at") is not None)

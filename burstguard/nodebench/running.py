@@ -262,6 +262,7 @@ async def one_run(
             created_at=m.created_at,
             started_at=m.started_at,
             ungated_at=m.ungated_at,
+            scheduled_at=m.scheduled_at,
             finished_at=m.finished_at,
             overdue=m.ungated_at is not None and m.ungated_at - m.created_at >= overdue_s,
         )
