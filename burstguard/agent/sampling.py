@@ -263,6 +263,7 @@ class Agent:
                 state=self.machine.state.value,
                 headroom_bytes=model.headroom_bytes,
                 reclaimable_bytes=model.reclaimable_bytes,
+                cache_credit_bytes=model.cache_credit_bytes,
                 rates=reclaim,
                 reasons=self.machine.reasons,
                 kernel_release=snap.os_release,
@@ -304,9 +305,12 @@ class Agent:
             summary.headroom_bytes,
             now,
             interval_s=self.config.publish_interval_s,
+            reasons=summary.reasons,
         ):
             return
-        self.submitted = publication.Published(summary.state, summary.headroom_bytes, now)
+        self.submitted = publication.Published(
+            summary.state, summary.headroom_bytes, now, summary.reasons
+        )
         self.publisher.submit(
             summary, publishing.condition_for(summary, self.last_transition_wall, self.wall())
         )

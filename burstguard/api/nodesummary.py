@@ -53,6 +53,9 @@ class NodeSummary:
     """Σ over zones (free − high) − reserve, bytes; negative when below the high watermark."""
     reclaimable_bytes: int
     """Page cache that could be freed proactively (Inactive(file) + Active(file)), bytes."""
+    cache_credit_bytes: int = 0
+    """The part of ``headroom_bytes`` that is clean page cache counted as room (core.headroom),
+    bytes: taking it makes kswapd scan. Absent in older summaries (0)."""
     rates: ReclaimRates = field(default_factory=ReclaimRates)
     """Reclaim activity."""
     reasons: tuple[str, ...] = ()
@@ -120,6 +123,7 @@ def decode(text: str) -> NodeSummary:
         state=state,
         headroom_bytes=int(_num(body, "headroom_bytes") or 0),
         reclaimable_bytes=int(_num(body, "reclaimable_bytes") or 0),
+        cache_credit_bytes=max(0, int(_num(body, "cache_credit_bytes", optional=True) or 0)),
         rates=rates,
         reasons=tuple(reasons),
         kernel_release=str(body.get("kernel_release", "")),

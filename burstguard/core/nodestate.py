@@ -112,7 +112,14 @@ def step(machine: Machine, obs: Observation | None, params: Params, now: float) 
 
     reasons = trouble_reasons(obs, params)
     healthy = healthy_with_margin(obs, params)
-    healthy_since = (machine.healthy_since or now) if healthy else None
+    # The streak starts when the healthy sample was taken, not when it was read: an observer
+    # that reads published summaries (the operator) would otherwise add the publish delay to
+    # every hold. Clamped to ``now`` (a clock ahead of ours) and to the closing time (a sample
+    # older than the closure), so the hold is never shortened.
+    start = min(now, obs.sampled_at)
+    if machine.state is State.CLOSED and machine.since is not None:
+        start = max(start, machine.since)
+    healthy_since = (machine.healthy_since or start) if healthy else None
     current = machine.last_verdict if machine.state is State.STALE else machine.state
 
     if current is State.OPEN:

@@ -137,6 +137,10 @@ class NodeView:
     """Headroom from the node's summary, bytes; None when Stale."""
     committed_bytes: int = 0
     """Memory of starts the summary cannot show yet, bytes (subtracted from headroom)."""
+    cache_credit_bytes: int = 0
+    """The part of ``headroom_bytes`` that is clean page cache (core.headroom's cache credit):
+    room the pacer may admit into, but taking it makes kswapd scan (core.requesting asks
+    preparation to turn it into free memory first)."""
     cores: float | None = None
     """Allocatable CPU cores, for the per-core limit; None when unknown."""
     labels: Mapping[str, str] = field(default_factory=dict)

@@ -12,6 +12,12 @@ A summary is written
   starts itself until a later summary, see core.pacing). Measured on the demo's guarded
   burst (20 simulated nodes, 600 pods x 256 MiB): without this rule 10 nodes entered
   reclaim, makespan 25.9 s, 186 summaries; with it 6 nodes, 21.2 s, 498 summaries;
+* at once when the reasons changed (at least ``min_gap_s`` after the last write): a closed
+  node whose trouble ended (``reclaim-active`` -> ``reopen-hold``) must be seen then, because
+  readers start their reopen hold at the first healthy sample they see. Without it the
+  operator saw the end of the trouble only when the agent itself reopened, and held the node
+  closed for a second hold on top (measured on the 6.18 host: about 10 s closed after kswapd
+  stopped, twice the 5 s hold);
 * otherwise every ``interval_s`` (the heartbeat that keeps the summary fresh).
 
 So a quiet fleet of N nodes costs N / interval_s writes per second, and a node adds at most
@@ -41,6 +47,8 @@ class Published:
     """Its headroom, bytes."""
     at: float
     """When, seconds (any monotonic clock, the same as ``now``)."""
+    reasons: tuple[str, ...] = ()
+    """Its reasons (why the state is what it is)."""
 
 
 def due(
@@ -52,11 +60,15 @@ def due(
     interval_s: float = INTERVAL_S,
     step_bytes: int = STEP_BYTES,
     min_gap_s: float = MIN_GAP_S,
+    reasons: tuple[str, ...] | None = None,
 ) -> bool:
-    """True when a summary with ``state`` and ``headroom_bytes`` should be written at ``now``."""
+    """True when a summary with ``state``, ``headroom_bytes`` and ``reasons`` (None: not
+    compared) should be written at ``now``."""
     if last is None or last.state != state:
         return True
     since = now - last.at
     if since >= interval_s:
         return True
-    return since >= min_gap_s and abs(headroom_bytes - last.headroom_bytes) >= step_bytes
+    changed = reasons is not None and tuple(reasons) != last.reasons
+    moved = abs(headroom_bytes - last.headroom_bytes) >= step_bytes
+    return since >= min_gap_s and (moved or changed)

@@ -11,6 +11,15 @@ makespan). The agent applies its own per-action cooldowns to what it does about 
 Stale nodes are skipped: without a summary the shortfall is unknown. Pure: the operator
 writes the requests.
 
+The shortfall is measured against *free* memory above the high watermark, without the cache
+credit (``NodeView.cache_credit_bytes``). The pacer budgets with the credit, so a warm node
+takes the burst at once; but every start that lands in credited page cache makes kswapd scan
+(measured on the 6.18 host, 20 pods with the credit covering the whole queue: no request went
+out and kswapd scanned 465k pages, about as much as unguarded). Dropping clean cache before
+the burst was the one thing that removed that reclaim, so the node is asked for the demand
+that free memory cannot cover, and the agent's guardrails (cooldown, hourly budget, busy
+skip) decide whether it acts.
+
 The loop is closed by the agent's acknowledgement (``api.preparationack``, DESIGN §7). Its
 id says which request it answers; :func:`answer` turns it into ``pending`` (not answered
 yet), ``served`` (freed at least what was asked), ``short`` (acted, freed less) or
@@ -122,7 +131,7 @@ class Ask:
     share_bytes: int
     """The node's share of the queued demand, bytes."""
     headroom_bytes: int
-    """Its headroom now, bytes."""
+    """Its free memory above the high watermark now (headroom without the cache credit), bytes."""
 
 
 def plan(
@@ -154,7 +163,8 @@ def plan(
     asks: list[Ask] = []
     for n in known:
         assert n.headroom_bytes is not None
-        shortfall = share - max(0, n.headroom_bytes)
+        free = max(0, n.headroom_bytes - n.cache_credit_bytes)
+        shortfall = share - free
         if shortfall < prep.min_bytes:
             continue
         if now - last_asked.get(n.name, float("-inf")) < prep.cooldown_s:
@@ -164,5 +174,5 @@ def plan(
             prior = answered.get(n.name)
             if prior is not None and prior.state in (SHORT, REFUSED):
                 continue
-        asks.append(Ask(n.name, shortfall, share, n.headroom_bytes))
+        asks.append(Ask(n.name, shortfall, share, free))
     return tuple(asks)

@@ -196,6 +196,7 @@ class PolicyLoop:
             if not node.schedulable:
                 continue
             headroom = None
+            credit = 0
             sampled_at = node.summary.sampled_at if node.summary is not None else None
             if node.summary is not None and verdict.pacing_state != pacing.NODE_STALE:
                 # The agent's post-preparation measurement, when newer, replaces the summary's.
@@ -204,12 +205,17 @@ class PolicyLoop:
                     node.summary.sampled_at,
                     self._answer(name, node),
                 )
+                # The summary's cache credit, unless a newer measurement replaced it (after a
+                # cache drop there is next to none left to credit).
+                if sampled_at == node.summary.sampled_at:
+                    credit = node.summary.cache_credit_bytes
             views.append(
                 pacing.NodeView(
                     name=name,
                     state=verdict.pacing_state,
                     starting=starting,
                     headroom_bytes=headroom,
+                    cache_credit_bytes=credit,
                     committed_bytes=book.committed_bytes(
                         name, sampled_at=sampled_at, default_bytes=default
                     ),

@@ -41,6 +41,14 @@ class TestRateLimit:
         assert got is expected
 
 
+    def test_changed_reasons_are_published_after_the_gap(self) -> None:
+        closed = publication.Published("Closed", 1000 * MI, 100.0, ("reclaim-active",))
+        hold = ("reopen-hold",)
+        assert publication.due(closed, "Closed", 1000 * MI, 101.0, reasons=hold)
+        assert not publication.due(closed, "Closed", 1000 * MI, 100.5, reasons=hold)
+        assert not publication.due(closed, "Closed", 1000 * MI, 105.0, reasons=closed.reasons)
+
+
 class TestCondition:
     def test_open_is_true_and_closed_is_false_with_the_reasons_in_the_message(self) -> None:
         closed = nodesummary.NodeSummary(

@@ -58,6 +58,21 @@ def test_kswapd_scanning_closes_a_node_with_plenty_of_headroom() -> None:
     assert run([(0.0, scanning)]) == ["closed"]
 
 
+def test_kswapd_dropping_credited_page_cache_on_a_fixed_kernel_leaves_the_node_open() -> None:
+    kswapd = nodesummary.ReclaimRates(pgscan_kswapd=30_000.0)
+    warm = summary(0.0, rates=kswapd, cache_credit_bytes=8 * GI)
+    assert run([(0.0, warm)]) == ["open"]
+    exposed = summary(0.0, rates=kswapd, cache_credit_bytes=8 * GI, shrinker_exposed=True)
+    assert run([(0.0, exposed)]) == ["closed"]
+
+
+def test_direct_reclaim_or_a_stall_closes_even_a_node_with_cache_credit() -> None:
+    direct = nodesummary.ReclaimRates(pgscan_kswapd=30_000.0, pgscan_direct=500.0)
+    stall = nodesummary.ReclaimRates(allocstall=1.0)
+    for rates in (direct, stall):
+        assert run([(0.0, summary(0.0, rates=rates, cache_credit_bytes=8 * GI))]) == ["closed"]
+
+
 def test_lock_wait_counts_only_on_exposed_kernels() -> None:
     slow = dict(lock_wait_p99_s=0.5)
     assert run([(0.0, summary(0.0, shrinker_exposed=True, **slow))]) == ["closed"]

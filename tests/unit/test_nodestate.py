@@ -63,6 +63,18 @@ def test_reopens_after_the_hold_time_above_the_margin() -> None:
     assert states[6] is State.OPEN  # t=6
 
 
+def test_the_hold_counts_from_when_the_healthy_sample_was_taken_not_when_it_was_read() -> None:
+    # A reader of published summaries sees the healthy sample taken at t=1 only at t=3.
+    seen = [(0, obs(0, 500)), (3, obs(1, 2_000)), (5.9, obs(5, 2_000)), (6, obs(5, 2_000))]
+    history = run(seen)
+    assert [m.state for m in history] == [State.CLOSED, State.CLOSED, State.CLOSED, State.OPEN]
+
+
+def test_a_healthy_sample_older_than_the_closure_does_not_shorten_the_hold() -> None:
+    history = run([(0, obs(0, 500)), (0.5, obs(-2, 2_000)), (4.9, obs(4, 2_000))])
+    assert history[-1].state is State.CLOSED
+
+
 def test_a_dip_restarts_the_hold() -> None:
     seq = [
         (0, obs(0, 500)),

@@ -24,6 +24,18 @@ def test_a_node_short_of_its_share_of_queued_demand_is_asked_for_the_shortfall()
     assert [(a.node, a.bytes_wanted) for a in asks] == [("a", 800 * MI)]
 
 
+def test_a_warm_node_whose_headroom_is_cache_credit_is_asked_for_what_free_memory_lacks() -> None:
+    warm = pacing.NodeView(
+        name="a", headroom_bytes=6000 * MI, cache_credit_bytes=5800 * MI
+    )  # free ≈ the high watermark + 200 MiB; the pacer may still admit 6000 MiB
+    asks = requesting.plan(2000 * MI, [warm], PREP, {}, now=0.0)
+    assert [(a.node, a.bytes_wanted, a.headroom_bytes) for a in asks] == [
+        ("a", 1800 * MI, 200 * MI)
+    ]
+    cold = pacing.NodeView(name="a", headroom_bytes=6000 * MI)
+    assert requesting.plan(2000 * MI, [cold], PREP, {}, now=0.0) == ()
+
+
 def test_small_shortfalls_and_stale_nodes_are_not_asked() -> None:
     asks = requesting.plan(200 * MI, [node("a", 60), node("b", None, "stale")], PREP, {}, now=0.0)
     assert asks == ()
