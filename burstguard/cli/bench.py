@@ -75,7 +75,7 @@ def _say(text: str) -> None:
     "scenarios",
     multiple=True,
     type=click.Choice(results.SCENARIOS),
-    help="Run only these scenarios (repeatable); default all three.",
+    help="Run only these scenarios (repeatable); default unguarded, guarded, guarded-prepare.",
 )
 @click.option("--report-only", is_flag=True, help="Rebuild the report from --out/runs.")
 def node(  # noqa: PLR0917 (click passes options as arguments)
@@ -117,7 +117,7 @@ def node(  # noqa: PLR0917 (click passes options as arguments)
             image=image,
             fault_mib=fault_mib,
             hog_bytes=int(hog_gib * 2**30),
-            scenarios=scenarios or results.SCENARIOS,
+            scenarios=scenarios or results.DEFAULT_SCENARIOS,
         )
         out.mkdir(parents=True, exist_ok=True)
         recorded = asyncio.run(running.run_all(cfg, _say))

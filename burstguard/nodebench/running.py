@@ -4,7 +4,10 @@ For each run index, ``unguarded`` (no policy: nothing is gated), ``guarded`` (an
 policy that sets only mode and selectors, so every other value is the API's default, the
 same constants the chart is generated from; the agent observes, as the chart's default
 ``agent.preparation.enabled: false``) and ``guarded-prepare`` (the same policy, the agent
-executing preparation with clean page-cache drops allowed). Before each run the page cache is
+executing preparation with clean page-cache drops allowed). ``guarded-leadtime`` (issue: bursts
+announced ahead) is the same Job as a CronJob that fires at the next cron minute at least
+``LEAD_TIME_S`` + 10 s away, under the guarded policy with ``preparation.leadTime``, the agent
+executing: the node is asked to prepare before any pod exists. Before each run the page cache is
 filled to the high watermark and an anonymous hog is started; the run is aborted when
 MemAvailable falls under 2 GiB (``memory.Watch``). Each run has its own namespace, deleted
 at its end; the hog, operator and agent are stopped by pid.
@@ -31,6 +34,8 @@ from burstguard.k8s import agentidentity, apiclient, podtimes, watching, workloa
 from burstguard.nodebench import memory, processes, results
 
 POLICY_NAME: Final = "bench-node"
+LEAD_TIME_S: Final = 30.0
+"""``preparation.leadTime`` of the guarded-leadtime scenario, seconds."""
 AGENT_NAMESPACE: Final = "burstguard-bench"
 AGENT_SA: Final = "burstguard-agent"
 DEPLOY_AGENT: Final = Path(__file__).resolve().parents[2] / "deploy" / "agent"
@@ -62,7 +67,7 @@ class Config:
     fill_max_bytes: int = 24 * 2**30
     fill_dir: Path = Path("/var/tmp/burstguard-bench-fill")
     timeout_s: float = 900.0
-    scenarios: tuple[str, ...] = results.SCENARIOS
+    scenarios: tuple[str, ...] = results.DEFAULT_SCENARIOS
     keep_fill: bool = False
 
 
@@ -77,9 +82,10 @@ class Context:
     notes: list[str] = field(default_factory=list)
 
 
-def guarded_policy(node: str) -> dict[str, Any]:
-    """Enforce, selectors only: the defaults of ``api.policy`` for everything else."""
-    return {
+def guarded_policy(node: str, lead_time_s: float = 0.0) -> dict[str, Any]:
+    """Enforce, selectors only: the defaults of ``api.policy`` for everything else (and
+    ``preparation.leadTime`` when ``lead_time_s`` is given)."""
+    body: dict[str, Any] = {
         "apiVersion": f"{names.GROUP}/{names.VERSION}",
         "kind": names.POLICY_KIND,
         "metadata": {"name": POLICY_NAME},
@@ -87,6 +93,31 @@ def guarded_policy(node: str) -> dict[str, Any]:
             "mode": "Enforce",
             "pods": {"podSelector": {"matchLabels": {workloads.PACE_LABEL: "true"}}},
             "nodes": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": node}}},
+        },
+    }
+    if lead_time_s > 0:
+        body["spec"]["preparation"] = {"leadTime": f"{lead_time_s:g}s"}
+    return body
+
+
+def cron_minute(now: float, lead_time_s: float) -> float:
+    """The first whole UTC minute at least ``lead_time_s`` + 10 s after ``now`` (Unix s)."""
+    return (int(now + lead_time_s + 10.0) // 60 + 1) * 60.0
+
+
+def burst_cronjob(cfg: Config, name: str, fire_at: float) -> dict[str, Any]:
+    """The burst Job as a CronJob firing once at ``fire_at`` (a whole UTC minute)."""
+    job = burst_job(cfg, name)
+    at = time.gmtime(fire_at)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": f"{at.tm_min} {at.tm_hour} * * *",
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {"spec": job["spec"]},
         },
     }
 
@@ -201,11 +232,13 @@ async def one_run(
 ) -> results.Run:
     """Prepare the node, launch the Job, follow it to the end, clean up."""
     namespace = f"bench-{scenario}-{index}-{int(time.time()) % 100000}"
+    ahead = scenario == "guarded-leadtime"
     if scenario == "unguarded":
         await workloads.delete_policy(api, POLICY_NAME)
     else:
-        await workloads.apply_policy(api, guarded_policy(cfg.node))
-    await _agent(cfg, ctx, api, prepare=scenario == "guarded-prepare")
+        lead = LEAD_TIME_S if ahead else 0.0
+        await workloads.apply_policy(api, guarded_policy(cfg.node, lead))
+    await _agent(cfg, ctx, api, prepare=scenario in ("guarded-prepare", "guarded-leadtime"))
     say(f"{scenario} #{index}: filling the page cache to the high watermark")
     filled = await asyncio.to_thread(memory.fill_page_cache, cfg.fill_dir, cfg.fill_max_bytes)
     hog = memory.Hog(cfg.hog_bytes)
@@ -228,9 +261,22 @@ async def one_run(
     before = memory.vmstat()
     aborted = ""
     try:
-        await workloads.create(
-            api, f"/apis/batch/v1/namespaces/{namespace}/jobs", burst_job(cfg, "burst")
-        )
+        if ahead:
+            fire_at = cron_minute(time.time(), LEAD_TIME_S)
+            await workloads.create(
+                api,
+                f"/apis/batch/v1/namespaces/{namespace}/cronjobs",
+                burst_cronjob(cfg, "burst", fire_at),
+            )
+            notes.append(
+                f"CronJob fires at {time.strftime('%H:%M:%S', time.gmtime(fire_at))} UTC, "
+                f"{fire_at - time.time():.0f} s after creation; leadTime {LEAD_TIME_S:g} s; "
+                "vmstat deltas include the preparation ahead"
+            )
+        else:
+            await workloads.create(
+                api, f"/apis/batch/v1/namespaces/{namespace}/jobs", burst_job(cfg, "burst")
+            )
         while True:
             await asyncio.sleep(0.5)
             done = store.count("finished")

@@ -129,7 +129,10 @@ def test_without_bursts_every_value_says_it_is_a_default() -> None:
     report = recommending.recommend([HistoryBuilder(cores=None).idle(30).build()])
     memory = next(r for r in report.recommendations if r.field == "spec.pacing.podStartupMemory")
     assert "default" in memory.evidence
-    assert value_of(report, "spec.pacing.maxStartingPerNode") == 8
+    assert (
+        value_of(report, "spec.pacing.maxStartingPerNode")
+        == policy_api.DEFAULT_MAX_STARTING_PER_NODE
+    )
 
 
 def test_watermark_scale_factor_is_raised_only_on_unexposed_nodes_with_direct_reclaim() -> None:
