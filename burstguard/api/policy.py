@@ -129,7 +129,7 @@ class Pacing:
     max_starting_per_node: int = field(
         default=DEFAULT_MAX_STARTING_PER_NODE, metadata=_meta("maxStartingPerNode", "int")
     )
-    """Most pods starting at once on one node, pods; default 8."""
+    """Most pods starting at once on one node, pods; default 16."""
     max_starting_per_core: float = field(
         default=DEFAULT_MAX_STARTING_PER_CORE, metadata=_meta("maxStartingPerCore", "float")
     )
