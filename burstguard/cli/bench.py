@@ -75,7 +75,7 @@ def _say(text: str) -> None:
     "scenarios",
     multiple=True,
     type=click.Choice(results.SCENARIOS),
-    help="Run only these scenarios (repeatable); default unguarded, guarded, guarded-prepare.",
+    help="Run only these scenarios (repeatable); default unguarded, guarded, guarded-observe.",
 )
 @click.option("--report-only", is_flag=True, help="Rebuild the report from --out/runs.")
 def node(  # noqa: PLR0917 (click passes options as arguments)
@@ -91,7 +91,8 @@ def node(  # noqa: PLR0917 (click passes options as arguments)
     scenarios: tuple[str, ...],
     report_only: bool,
 ) -> None:
-    """Burst a Job of real pods on the real node: unguarded, guarded, guarded-prepare."""
+    """Burst a Job of real pods on the real node: unguarded, guarded, guarded-observe (and
+    guarded-leadtime, a CronJob prepared ahead, when asked for)."""
     kubeconfig = kubeconfig or devcluster_cli.default_dir() / cluster.KUBECONFIG_FILE
     context = {
         "node": node,

@@ -3,8 +3,8 @@
 The operator runs as ``burstguard demo`` runs it (webhook registered by URL, standalone). The
 agent runs as a host process on the real node's /proc with a token bound to a pod there
 (``k8s.agentidentity``), so it publishes through the own-Node admission policy as the
-DaemonSet would. ``prepare`` switches the agent from observing (the chart's default) to
-executing preparation with clean page-cache drops allowed.
+DaemonSet would. ``prepare`` runs it as the chart's defaults do (executing preparation with
+clean page-cache drops allowed); without it the agent only observes.
 """
 
 from __future__ import annotations

@@ -2,15 +2,16 @@
 
 For each run index, ``unguarded`` (no policy: nothing is gated), ``guarded`` (an Enforce
 policy that sets only mode and selectors, so every other value is the API's default, the
-same constants the chart is generated from; the agent observes, as the chart's default
-``agent.preparation.enabled: false``) and ``guarded-prepare`` (the same policy, the agent
-executing preparation with clean page-cache drops allowed). ``guarded-leadtime`` (issue: bursts
-announced ahead) is the same Job as a CronJob that fires at the next cron minute at least
-``LEAD_TIME_S`` + 10 s away, under the guarded policy with ``preparation.leadTime``, the agent
-executing: the node is asked to prepare before any pod exists. Before each run the page cache is
-filled to the high watermark and an anonymous hog is started; the run is aborted when
-MemAvailable falls under 2 GiB (``memory.Watch``). Each run has its own namespace, deleted
-at its end; the hog, operator and agent are stopped by pid.
+same constants the chart is generated from; the agent as the chart's defaults run it:
+``agent.preparation.enabled: true`` with clean page-cache drops allowed) and
+``guarded-observe`` (the same policy, the agent only observing: the chart with
+``agent.preparation.enabled: false``, its default before the real-node measurements).
+``guarded-leadtime`` (bursts announced ahead) is the same Job as a CronJob that fires at the
+next cron minute at least ``LEAD_TIME_S`` + 10 s away, under the guarded policy with
+``preparation.leadTime``: the node is asked to prepare before any pod exists. Before each
+run the page cache is filled to the high watermark and an anonymous hog is started; the run
+is aborted when MemAvailable falls under 2 GiB (``memory.Watch``). Each run has its own
+namespace, deleted at its end; the hog, operator and agent are stopped by pid.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ async def one_run(
     else:
         lead = LEAD_TIME_S if ahead else 0.0
         await workloads.apply_policy(api, guarded_policy(cfg.node, lead))
-    await _agent(cfg, ctx, api, prepare=scenario in ("guarded-prepare", "guarded-leadtime"))
+    await _agent(cfg, ctx, api, prepare=scenario in ("guarded", "guarded-leadtime"))
     say(f"{scenario} #{index}: filling the page cache to the high watermark")
     filled = await asyncio.to_thread(memory.fill_page_cache, cfg.fill_dir, cfg.fill_max_bytes)
     hog = memory.Hog(cfg.hog_bytes)

@@ -249,8 +249,10 @@ class TestOperator:
 
 
 class TestAgent:
-    def test_observes_as_non_root_without_capabilities_and_host_proc_read_only(self) -> None:
-        docs = rendered()
+    def test_without_preparation_observes_as_non_root_without_capabilities_and_proc_read_only(
+        self,
+    ) -> None:
+        docs = rendered({"agent": {"preparation": {"enabled": False}}})
         context = agent_container(docs)["securityContext"]
         assert context["runAsNonRoot"] is True
         assert context["privileged"] is False
@@ -267,7 +269,7 @@ class TestAgent:
     def test_preparation_mounts_writable_only_the_files_it_writes_as_root_without_capabilities(
         self,
     ) -> None:
-        docs = rendered({"agent": {"preparation": {"enabled": True}}})
+        docs = rendered({"agent": {"preparation": {"enabled": True, "dropPageCache": False}}})
         context = agent_container(docs)["securityContext"]
         assert context["runAsUser"] == 0
         assert context["capabilities"] == {"drop": ["ALL"]}
@@ -280,6 +282,19 @@ class TestAgent:
         args = agent_container(docs)["args"]
         assert "--prepare" in args
         assert "--vm-sysctl-dir=/host/vm-sysctl" in args
+
+    def test_by_default_the_agent_prepares_with_compaction_and_clean_page_cache_drops(
+        self,
+    ) -> None:
+        docs = rendered()
+        writable = {
+            v["hostPath"]
+            for v in agent_volumes(docs).values()
+            if v["hostPath"] and not v["readOnly"]
+        }
+        assert writable == {"/proc/sys/vm/compact_memory", "/proc/sys/vm/drop_caches"}
+        args = agent_container(docs)["args"]
+        assert "--prepare" in args and "--drop-page-cache" in args
 
     def test_preparation_adds_drop_caches_and_each_cgroups_memory_reclaim_as_files(
         self,

@@ -75,6 +75,17 @@ def test_goals_say_met_or_missed_from_the_medians() -> None:
     assert verdicts["none stranded, none released overdue"] == "met"
 
 
+def test_the_node_start_is_measured_from_the_release_and_compared_with_unguarded_starts() -> None:
+    f = results.figures(RUNS[1])  # gate 1.0 s, starts 1.0-2.5 s after creation
+    assert (f["node_start_p50_s"], f["node_start_max_s"]) == (1.0, 1.5)
+    assert f["start_max_s"] == 2.5
+    unguarded = results.figures(RUNS[0])
+    assert unguarded["node_start_p99_s"] == unguarded["start_p99_s"]
+    rows = {text: (figs, v) for text, figs, v in results.goals(results.summarize(RUNS))}
+    node_row = next(r for t, r in rows.items() if t.startswith("guarded node start p99"))
+    assert node_row[1] == "met"  # median node start p99 1.25 s vs unguarded 7.5 s
+
+
 def test_a_pod_that_never_started_counts_as_stranded() -> None:
     stuck = run("guarded", 1, [1.0], pgscan=0)
     stuck.pods.append(results.PodTimes(name="late", created_at=100.0))
