@@ -96,6 +96,26 @@ async def create(api: apiclient.Api, path: str, body: Mapping[str, Any]) -> Any:
     return await api.request("POST", path, body=dict(body))
 
 
+async def jobs_finished(api: apiclient.Api, namespace: str) -> str:
+    """ "" while any Job in ``namespace`` runs (or none exists yet); otherwise each Job's
+    final condition, e.g. ``Complete`` or ``Failed: BackoffLimitExceeded``."""
+    body = await api.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs")
+    items = body.get("items") or []
+    ends = []
+    for job in items:
+        conditions = (job.get("status") or {}).get("conditions") or []
+        final = [
+            c
+            for c in conditions
+            if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        ]
+        if not final:
+            return ""
+        c = final[0]
+        ends.append(c["type"] if c["type"] == "Complete" else f"Failed: {c.get('reason', '')}")
+    return ", ".join(ends)
+
+
 async def read_policy(api: apiclient.Api, name: str) -> dict[str, Any]:
     """A BurstPolicy as the API server serves it (CRD defaults filled in)."""
     path = f"/apis/{names.GROUP}/{names.VERSION}/{names.POLICY_PLURAL}/{name}"

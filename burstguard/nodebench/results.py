@@ -29,6 +29,7 @@ a cron minute (up to a minute more per run), so it is asked for by name."""
 FIGURES: Final = (
     "pods",
     "pods_started",
+    "pods_failed_to_start",
     "start_p50_s",
     "start_p99_s",
     "start_max_s",
@@ -132,6 +133,9 @@ def figures(run: Run) -> dict[str, Any]:
     return {
         "pods": len(run.pods),
         "pods_started": len(starts),
+        "pods_failed_to_start": sum(
+            1 for p in run.pods if p.started_at is None and p.finished_at is not None
+        ),
         "start_p50_s": r(_quantile(starts, 0.5)),
         "start_p99_s": r(_quantile(starts, 0.99)),
         "start_max_s": r(max(starts, default=None)),
@@ -210,7 +214,11 @@ def goals(summary: Mapping[str, Any], guarded: str = "guarded") -> list[tuple[st
                 "met" if gn * 3 <= un else "MISSED",
             )
         )
-    stranded = g["pods"] - g["pods_started"] if g["pods"] is not None else None
+    stranded = (
+        g["pods"] - g["pods_started"] - (g.get("pods_failed_to_start") or 0)
+        if g["pods"] is not None
+        else None
+    )
     rows.append(
         (
             "none stranded, none released overdue",

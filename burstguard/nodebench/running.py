@@ -35,6 +35,8 @@ from burstguard.k8s import agentidentity, apiclient, podtimes, watching, workloa
 from burstguard.nodebench import memory, processes, results
 
 POLICY_NAME: Final = "bench-node"
+START_RETRIES: Final = 5
+"""The burst Job's backoffLimit."""
 LEAD_TIME_S: Final = 30.0
 """``preparation.leadTime`` of the guarded-leadtime scenario, seconds."""
 AGENT_NAMESPACE: Final = "burstguard-bench"
@@ -136,6 +138,9 @@ def burst_job(cfg: Config, name: str) -> dict[str, Any]:
     container = job["spec"]["template"]["spec"]["containers"][0]
     container["imagePullPolicy"] = "Never"
     container["args"] = [str(cfg.fault_mib), str(cfg.hold_s)]
+    # A container the runtime fails to start (seen under load: runc "error getting pipe fds")
+    # is replaced, not the whole burst failed; such pods are counted apart (results).
+    job["spec"]["backoffLimit"] = START_RETRIES
     job["spec"]["template"]["spec"]["tolerations"] = [{"operator": "Exists"}]
     return job
 
@@ -288,7 +293,10 @@ async def one_run(
             if watch.tripped:
                 aborted = watch.tripped
                 break
-            if done >= cfg.pods:
+            ended = await workloads.jobs_finished(api, namespace)
+            if ended:
+                if ended != "Complete":
+                    aborted = f"Job ended {ended}"
                 break
             if time.time() - began > cfg.timeout_s:
                 aborted = f"timed out after {cfg.timeout_s:.0f} s"

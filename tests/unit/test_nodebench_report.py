@@ -94,6 +94,15 @@ def test_a_pod_that_never_started_counts_as_stranded() -> None:
     assert verdicts["none stranded, none released overdue"] == "MISSED"
 
 
+def test_a_pod_the_runtime_failed_to_start_is_counted_apart_not_as_stranded() -> None:
+    flaky = run("guarded", 1, [1.0], pgscan=0)
+    flaky.pods.append(results.PodTimes(name="err", created_at=100.0, finished_at=102.0))
+    assert results.figures(flaky)["pods_failed_to_start"] == 1
+    summary = results.summarize([run("unguarded", 1, [2.0], pgscan=10), flaky])
+    verdicts = {text: v for text, _, v in results.goals(summary)}
+    assert verdicts["none stranded, none released overdue"] == "met"
+
+
 def test_report_only_rebuilds_results_json_and_the_report_from_recorded_runs(
     tmp_path: Path,
 ) -> None:
