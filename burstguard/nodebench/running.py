@@ -205,8 +205,11 @@ def _hist_quantiles(buckets: list[dict[str, Any]]) -> dict[str, float]:
 
 
 async def _agent(cfg: Config, ctx: Context, api: apiclient.Api, *, prepare: bool) -> None:
-    """Have the agent running in the wanted mode (restarting it when the mode changes)."""
-    if ctx.agent is not None and ctx.agent_prepares == prepare:
+    """Have the agent running in the wanted mode: restarted when the mode changes, and before
+    every preparing run. Each run stands for a burst on a node that has not prepared within
+    the agent's cooldown (5 min for cache drops); interleaved runs come minutes apart, and an
+    agent kept running would refuse every second one on its cooldown."""
+    if ctx.agent is not None and ctx.agent_prepares == prepare and not prepare:
         return
     if ctx.agent is not None:
         ctx.agent.stop()
