@@ -14,7 +14,9 @@ MI = 2**20
 
 
 def pacing_rules(**overrides: object) -> policy.Pacing:
-    return dataclasses.replace(policy.Pacing(pod_startup_memory_bytes=100 * MI), **overrides)  # type: ignore[arg-type]
+    """Rules with a fixed start limit of 8 (the tests count against it, not the default)."""
+    rules = policy.Pacing(pod_startup_memory_bytes=100 * MI, max_starting_per_node=8)
+    return dataclasses.replace(rules, **overrides)  # type: ignore[arg-type]
 
 
 def pod(n: int, priority: int = 0, cost_mib: int | None = None) -> pacing.QueuedPod:
