@@ -68,7 +68,7 @@ def _say(text: str) -> None:
 @click.option("--pods", default=80, show_default=True, type=click.IntRange(1, 500))
 @click.option("--pod-memory", default="256Mi", show_default=True)
 @click.option("--image", default="localhost/burstguard/workload:v1", show_default=True)
-@click.option("--fault-mib", default=192, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--fault-mib", default=128, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--hog", "hog_gib", default=2.0, show_default=True, type=click.FloatRange(0, 16))
 @click.option(
     "--scenario",
