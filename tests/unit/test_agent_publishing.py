@@ -40,7 +40,6 @@ class TestRateLimit:
         )
         assert got is expected
 
-
     def test_changed_reasons_are_published_after_the_gap(self) -> None:
         closed = publication.Published("Closed", 1000 * MI, 100.0, ("reclaim-active",))
         hold = ("reopen-hold",)
