@@ -154,7 +154,8 @@ def ci_like_values(chart_image: images.Image, node: RealNodeFixture) -> dict[str
         },
         "operator": {"replicas": 1, "metricsPort": op_metrics},
         "webhook": {"port": webhook},
-        "agent": {"metricsPort": agent_metrics},
+        # Observing first (preparation is on by default); a later test upgrades it on.
+        "agent": {"metricsPort": agent_metrics, "preparation": {"enabled": False}},
     }
 
 
