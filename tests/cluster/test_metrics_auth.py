@@ -8,7 +8,6 @@ tokenreviews and subjectaccessreviews), so the test also shows that grant is eno
 
 from __future__ import annotations
 
-import copy
 import ssl
 import time
 import urllib.error
@@ -16,11 +15,9 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from prometheus_client import CollectorRegistry, Counter
 
 from burstguard.exporter import serving
@@ -49,18 +46,6 @@ class Tokens:
     """A valid ServiceAccount token with no such permission."""
     reviewer: str
     """The identity the server runs as (create on the two reviews)."""
-
-
-def token_client(cluster: ClusterFixture, token: str) -> k8s_client.ApiClient:
-    """An API client that authenticates with ``token`` only (no admin certificate)."""
-    cfg = k8s_client.Configuration()
-    loader: Any = k8s_config
-    loader.load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=cfg)
-    token_cfg = copy.copy(cfg)
-    token_cfg.cert_file = None
-    token_cfg.key_file = None
-    token_cfg.api_key = {"authorization": f"Bearer {token}"}
-    return k8s_client.ApiClient(token_cfg)
 
 
 @pytest.fixture
@@ -114,7 +99,7 @@ def served(cluster: ClusterFixture, tokens: Tokens, tmp_path: Path) -> Iterator[
     reg = CollectorRegistry()
     Counter("burstguard_test_scrapes_total", "A metric to find in the output.", registry=reg)
     files = certificates.ensure(tmp_path / "certs", ["127.0.0.1"])
-    reviewer = metricsreviews.Reviewer(token_client(cluster, tokens.reviewer))
+    reviewer = metricsreviews.Reviewer(cluster.token_client(tokens.reviewer))
     # RBAC reaches the apiserver's authorizer through an informer: wait until the reader's
     # binding is visible before any verdict is cached.
     who, _ = reviewer.identity(tokens.reader)
