@@ -85,6 +85,16 @@ class ClusterFixture:
 
         return k8s_config.new_client_from_config(config_file=str(self.kubeconfig_path))
 
+    def token_client(self, token: str) -> k8s_client.ApiClient:
+        """A new ApiClient that authenticates with a bearer ``token`` only (no admin cert)."""
+        from kubernetes import client  # noqa: PLC0415 (lazy, see above)
+
+        configuration = client.Configuration()
+        configuration.host = self.control_plane.server
+        configuration.ssl_ca_cert = str(self.control_plane.ca_path)
+        configuration.api_key = {"authorization": f"Bearer {token}"}
+        return client.ApiClient(configuration)
+
     def create_nodes(
         self, count: int, *, labels: Mapping[str, str] | None = None, **kwargs: Any
     ) -> NodeGroup:

@@ -28,6 +28,7 @@ from burstguard import settings
 from burstguard.agent import sampling
 from burstguard.api import nodesummary, units
 from burstguard.bpf import choosing, running, specs, support
+from burstguard.cli import metricsprotection
 from burstguard.core import headroom, preparation
 from burstguard.exporter import metrics, serving
 from burstguard.k8s import nodes, nodetypes
@@ -189,6 +190,7 @@ def _once(config: sampling.Config) -> int:
     show_default=True,
     help="Allow drop_caches=1 as the last resort.",
 )
+@metricsprotection.options
 def command(  # noqa: PLR0917 (click passes options as arguments)
     node_name: str | None,
     proc_root: str,
@@ -207,6 +209,9 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     cgroups: tuple[str, ...],
     vm_sysctl_dir: str,
     drop_page_cache: bool,
+    metrics_auth: bool,
+    metrics_cert_file: str | None,
+    metrics_key_file: str | None,
 ) -> None:
     """Run the node agent: sample, publish headroom on this Node, serve /metrics, prepare."""
     logging.basicConfig(
@@ -239,13 +244,22 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
         click.echo(f"burstguard agent: {exc}", err=True)
         click.echo("Check --kubeconfig or the service account, and that the Node exists.", err=True)
         sys.exit(EXIT_API)
+    authorize, tls = metricsprotection.build(
+        metrics_auth, metrics_cert_file, metrics_key_file, kubeconfig
+    )
     runner = start_bpf(proc_root) if config.bpf else None
     collector = metrics.ViewCollector()
     agent = sampling.Agent(config, writer=writer, runner=runner, collector=collector)
     reg = registry.CollectorRegistry(auto_describe=False)
     reg.register(collector)
     server = serving.serve(
-        reg, metrics_port, agent.health, host=metrics_host, ready=agent.readiness
+        reg,
+        metrics_port,
+        agent.health,
+        host=metrics_host,
+        ready=agent.readiness,
+        authorize=authorize,
+        tls=tls,
     )
     stop = threading.Event()
 

@@ -17,6 +17,7 @@ from typing import Final
 
 import click
 
+from burstguard.cli import metricsprotection
 from burstguard.core import leadership
 from burstguard.operator import main as operator_main
 from burstguard.operator import runtime
@@ -178,6 +179,7 @@ EXIT_NO_API: Final = 3
     help="Structured JSON lines or plain text.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@metricsprotection.options
 def command(
     *,
     kubeconfig: str | None,
@@ -206,6 +208,9 @@ def command(
     install_crd: bool,
     log_format: str,
     verbose: bool,
+    metrics_auth: bool,
+    metrics_cert_file: str | None,
+    metrics_key_file: str | None,
 ) -> None:
     """Run the operator: gating webhook, pacer, intake steering, DryRun shadow."""
     path = kubeconfig or os.environ.get("KUBECONFIG")
@@ -236,6 +241,9 @@ def command(
         )
     except leadership.TimingError as exc:
         raise click.BadParameter(str(exc), param_hint="--lease-duration/--renew-deadline") from exc
+    authorize, tls = metricsprotection.build(
+        metrics_auth, metrics_cert_file, metrics_key_file, path
+    )
     options = runtime.Options(
         kubeconfig=path,
         webhook_host=webhook_host,
@@ -247,6 +255,8 @@ def command(
         excluded_namespaces=tuple(excluded),
         namespaces=tuple(namespaces),
         metrics_port=metrics_port or None,
+        metrics_authorize=authorize,
+        metrics_tls=tls,
         tick_s=tick,
         status_interval_s=status_interval,
         release_concurrency=release_concurrency,

@@ -10,12 +10,12 @@ Nothing here touches the cluster; the summary goes to the policy's status.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from burstguard.api import policy as policy_api
+from burstguard.api import times
 from burstguard.core import pacing
 
 RECENT: int = 20
@@ -76,14 +76,10 @@ class WouldHave:
                 {"pod": d.pod, "seconds": round(d.seconds, 3)} for d in self.recent_delays
             ],
             "recentClosures": [
-                {"node": c.node, "at": _iso(c.at), "reasons": list(c.reasons)}
+                {"node": c.node, "at": times.rfc3339(c.at), "reasons": list(c.reasons)}
                 for c in self.recent_closures
             ],
         }
-
-
-def _iso(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

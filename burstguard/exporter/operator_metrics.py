@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from burstguard.exporter import names
+from burstguard.exporter import names, serving
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
@@ -125,6 +125,17 @@ PREPARE_ANSWERS: Final = Counter(
 )
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    """Serve the operator registry on ``addr:port`` (a daemon thread)."""
-    start_http_server(port, addr=addr, registry=REGISTRY)
+def _alive() -> tuple[bool, str]:
+    return True, "serving"
+
+
+def serve(
+    port: int,
+    addr: str = "0.0.0.0",
+    authorize: serving.Authorize | None = None,
+    tls: serving.Tls | None = None,
+) -> serving.Server:
+    """Serve the operator registry on ``addr:port`` (daemon threads), with the agent's
+    server: ``/metrics`` optionally behind ``authorize`` and TLS, and ``/livez`` open. The
+    operator's own probes stay on the webhook port, where its readiness is decided."""
+    return serving.serve(REGISTRY, port, _alive, host=addr, authorize=authorize, tls=tls)

@@ -84,12 +84,9 @@ async def bound_token(
 
 async def node_ready(api: apiclient.Api, node: str) -> tuple[bool, Mapping[str, Any]]:
     """Whether ``node`` exists and is Ready, and its object ({} when missing)."""
-    try:
-        obj = await api.request("GET", f"/api/v1/nodes/{node}")
-    except apiclient.ApiError as exc:
-        if exc.status == 404:
-            return False, {}
-        raise
+    obj = await api.get_or_none(f"/api/v1/nodes/{node}")
+    if obj is None:
+        return False, {}
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (obj.get("status") or {}).get("conditions") or []

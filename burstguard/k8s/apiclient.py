@@ -88,6 +88,15 @@ class Api:
             raise ApiError(response.status, str(response.reason), data.decode(errors="replace"))
         return json.loads(data) if data else None
 
+    async def get_or_none(self, path: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+        """GET ``path``; None when it does not exist (404), :class:`ApiError` otherwise."""
+        try:
+            return await self.request("GET", path, timeout=timeout)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def lines(
         self, path: str, *, query: Mapping[str, Any], timeout: float
     ) -> AsyncIterator[dict[str, Any]]:

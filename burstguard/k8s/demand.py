@@ -255,10 +255,4 @@ class DemandStore:
 
 async def served(api: apiclient.Api, group_version: str) -> bool:
     """True when the API server serves ``group_version`` (e.g. Kueue's CRDs are installed)."""
-    try:
-        await api.request("GET", f"/apis/{group_version}")
-    except apiclient.ApiError as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+    return await api.get_or_none(f"/apis/{group_version}") is not None

@@ -5,11 +5,12 @@ Events are best effort: a failure to post one is logged and never stops pacing.
 
 from __future__ import annotations
 
-import datetime
 import logging
+import time
 import uuid
 from typing import Final
 
+from burstguard.api import times
 from burstguard.k8s import apiclient
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ async def emit(
     warning: bool = False,
 ) -> None:
     """Post one Event about an object (cluster-scoped objects get it in ``default``)."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = times.rfc3339(time.time())
     event_ns = namespace or "default"
     body = {
         "apiVersion": "v1",

@@ -74,12 +74,9 @@ def spec_of(record: leadership.LeaseRecord) -> dict[str, Any]:
 
 
 async def read(api: apiclient.Api, namespace: str, name: str, timeout: float) -> Read:
-    try:
-        obj = await api.request("GET", path(namespace, name), timeout=timeout)
-    except apiclient.ApiError as exc:
-        if exc.status == 404:
-            return Read(record=None, version=None)
-        raise
+    obj = await api.get_or_none(path(namespace, name), timeout=timeout)
+    if obj is None:
+        return Read(record=None, version=None)
     return Read(record=record_of(obj), version=obj["metadata"].get("resourceVersion"))
 
 

@@ -18,7 +18,6 @@ account patch only the Node it runs on; the agent therefore needs no per-node RB
 
 from __future__ import annotations
 
-import datetime
 import json
 import threading
 from collections.abc import Callable
@@ -29,21 +28,12 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client import exceptions as k8s_exceptions
 
-from burstguard.api import names
+from burstguard.api import names, times
 from burstguard.k8s import nodetypes
 
 EVENT_NAMESPACE: Final = "default"
 """Events about cluster-scoped objects (Nodes) live in ``default``, as kubelet's do."""
 COMPONENT: Final = "burstguard-agent"
-
-
-def _time(unix_s: float) -> str:
-    return (
-        datetime.datetime.fromtimestamp(unix_s, tz=datetime.UTC)
-        .replace(microsecond=0)
-        .isoformat()
-        .replace("+00:00", "Z")
-    )
 
 
 def connect(kubeconfig: str | None = None) -> k8s_client.ApiClient:
@@ -132,8 +122,8 @@ class NodeWriter:
                         "status": "True" if condition.status else "False",
                         "reason": condition.reason,
                         "message": condition.message,
-                        "lastTransitionTime": _time(condition.last_transition),
-                        "lastHeartbeatTime": _time(condition.heartbeat),
+                        "lastTransitionTime": times.rfc3339(condition.last_transition),
+                        "lastHeartbeatTime": times.rfc3339(condition.heartbeat),
                     }
                 ]
             }
@@ -147,7 +137,7 @@ class NodeWriter:
 
     def event(self, reason: str, message: str, warning: bool = False, now: float = 0.0) -> None:
         """Record an Event on the Node (``kubectl describe node`` shows it)."""
-        stamp = _time(now)
+        stamp = times.rfc3339(now)
         body = {
             "metadata": {"generateName": f"{self.node_name}.burstguard-"},
             "involvedObject": {"kind": "Node", "name": self.node_name, "uid": self.node_name},

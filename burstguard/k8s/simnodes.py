@@ -13,22 +13,12 @@ replays) is out of the path that decides how long a start takes.
 
 from __future__ import annotations
 
-import datetime
 from typing import Any, Final
 
-from burstguard.api import names, units
+from burstguard.api import names, times, units
 from burstguard.k8s import apiclient
 
 STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
-
-
-def _time(unix_s: float) -> str:
-    return (
-        datetime.datetime.fromtimestamp(unix_s, tz=datetime.UTC)
-        .replace(microsecond=0)
-        .isoformat()
-        .replace("+00:00", "Z")
-    )
 
 
 async def annotate_node(api: apiclient.Api, node: str, values: dict[str, str]) -> None:
@@ -56,8 +46,8 @@ async def set_condition(
         "status": "True" if is_open else "False",
         "reason": "HeadroomAvailable" if is_open else "HeadroomShort",
         "message": message,
-        "lastTransitionTime": _time(last_transition),
-        "lastHeartbeatTime": _time(now),
+        "lastTransitionTime": times.rfc3339(last_transition),
+        "lastHeartbeatTime": times.rfc3339(now),
     }
     await api.request(
         "PATCH",
@@ -82,7 +72,7 @@ async def mark_started(
     container statuses by name, so the scheduler's PodScheduled condition stays.
     """
     namespace, _, name = key.partition("/")
-    stamp = _time(now)
+    stamp = times.rfc3339(now)
     conditions = [
         {"type": kind, "status": "True", "lastTransitionTime": stamp}
         for kind in ("Initialized", "Ready", "ContainersReady")

@@ -40,13 +40,7 @@ async def delete_namespace(api: apiclient.Api, name: str) -> None:
 
 async def namespace_gone(api: apiclient.Api, name: str) -> bool:
     """True once the namespace no longer exists."""
-    try:
-        await api.request("GET", f"/api/v1/namespaces/{name}")
-    except apiclient.ApiError as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return False
+    return await api.get_or_none(f"/api/v1/namespaces/{name}") is None
 
 
 def burst_job(

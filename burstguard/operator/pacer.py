@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from burstguard.api import names, preparation
+from burstguard.api import names, preparation, times
 from burstguard.api import policy as policy_api
 from burstguard.core import (
     forecasting,
@@ -78,10 +77,6 @@ async def pod_event(
         warning=warning,
     )
     metrics.API_WRITES.labels("event").inc()
-
-
-def _iso(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PolicyLoop:
@@ -414,9 +409,9 @@ class PolicyLoop:
         status: dict[str, Any] = {}
         if next_burst is not None:
             status.update(
-                next=f"{_iso(next_burst.at)} {next_burst.source}: {next_burst.pods} pods, "
+                next=f"{times.rfc3339(next_burst.at)} {next_burst.source}: {next_burst.pods} pods, "
                 f"{next_burst.memory_bytes / 2**30:.1f} GiB",
-                nextAt=_iso(next_burst.at),
+                nextAt=times.rfc3339(next_burst.at),
                 nextSource=next_burst.source,
                 nextPods=next_burst.pods,
                 nextMemoryBytes=next_burst.memory_bytes,
@@ -459,7 +454,11 @@ class PolicyLoop:
             asked = requesting.Asked(f"{self.name}-ahead-{int(now * 1000)}", now, ask.bytes_wanted)
             self.asked[ask.node] = asked
             self.answers.pop(ask.node, None)
-            lands = f"lands at {_iso(burst.at)}" if burst.scheduled else "may be let go any moment"
+            lands = (
+                f"lands at {times.rfc3339(burst.at)}"
+                if burst.scheduled
+                else "may be let go any moment"
+            )
             why = (
                 f"{burst.source} {lands}: {burst.pods} pods, {burst.memory_bytes} B over "
                 f"{item.nodes} nodes; share {ask.share_bytes} B, headroom {ask.headroom_bytes} B "
@@ -559,7 +558,7 @@ class PolicyLoop:
             "reason": reason,
             "message": message,
             "observedGeneration": policy.generation,
-            "lastTransitionTime": _iso(time.time())
+            "lastTransitionTime": times.rfc3339(time.time())
             if changed or old is None
             else old["lastTransitionTime"],
         }

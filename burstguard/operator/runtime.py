@@ -25,6 +25,7 @@ from typing import Final
 from burstguard.api import policy as policy_api
 from burstguard.core import leadership, pacing, selection, shadow
 from burstguard.exporter import operator_metrics as metrics
+from burstguard.exporter import serving
 from burstguard.k8s import (
     apiclient,
     demand,
@@ -67,6 +68,10 @@ class Options:
     """Only pace pods in these namespaces; empty = all."""
     metrics_port: int | None = 8080
     """Prometheus port; None = no metrics server."""
+    metrics_authorize: serving.Authorize | None = None
+    """Who may read ``/metrics`` (a bearer-token review); None: anyone who reaches the port."""
+    metrics_tls: serving.Tls | None = None
+    """Serve ``/metrics`` over TLS with this certificate; None: plain HTTP."""
     tick_s: float = 0.1
     """Pacer tick, seconds."""
     status_interval_s: float = 2.0
@@ -113,6 +118,7 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     informers: list[watching.Informer] = field(default_factory=list)
     server: admission.AdmissionServer | None = None
+    metrics_server: serving.Server | None = None
     elector: election.Elector | None = None
     shadow_results: dict[str, shadow.WouldHave] = field(default_factory=dict)
     refusals: dict[str, tuple[pods.PodRecord, int, int, str | None]] = field(default_factory=dict)
@@ -274,7 +280,11 @@ class Runtime:
         gc.freeze()
         await self._start_webhook()
         if self.options.metrics_port is not None:
-            metrics.serve(self.options.metrics_port)
+            self.metrics_server = metrics.serve(
+                self.options.metrics_port,
+                authorize=self.options.metrics_authorize,
+                tls=self.options.metrics_tls,
+            )
         if o.leader_elect:
             # Only now: a replica leads only with synced stores to decide from.
             self.elector = election.Elector(
@@ -343,6 +353,8 @@ class Runtime:
             await self.elector.release()
         if self.server is not None:
             await self.server.stop()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.stop)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -2,15 +2,17 @@
 
 No Docker daemon, no buildah: the root filesystem is assembled from bookworm .debs
 (``dpkg-deb -x``, no maintainer scripts: nothing here needs one), the runtime dependencies are
-installed from wheels pinned in ``requirements.txt``, and ``ociarchive`` writes the tree as a
-one-layer oci-archive with every timestamp and owner fixed. Two builds of the same inputs give
+installed from wheels pinned in ``requirements.txt``, and ``burstguard.images.oci`` (the
+project's one image writer, streaming) writes the tree as a one-layer gzip oci-archive with
+every timestamp and owner fixed. Two builds of the same inputs give
 the same digest. What goes in: Python 3.11, burstguard and its runtime dependencies only (no
 matplotlib), bpftrace; no compiler, no package manager, no caches, no docs. Default user
 65532 (``burstguard``), entrypoint ``burstguard``.
 
 The build is skipped when ``dist/burstguard-<version>.oci.tar.stamp`` holds the hash of the
-inputs: this file, ``ociarchive.py``, the package list and its resolved Debian versions,
-``requirements.txt`` and the project's source files. Downloads are cached under
+inputs: this file, the package list and its resolved Debian versions,
+``requirements.txt``, ``$SOURCE_DATE_EPOCH`` and the project's source files (the writer is
+one of them). Downloads are cached under
 ``~/.cache/burstguard/image/`` (debs, wheels). Needs root (``ldconfig -r`` chroots).
 
 Usage: ``python deploy/image/build.py [--force] [--lock]``; ``--lock`` re-resolves
@@ -36,10 +38,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import ociarchive  # noqa: E402
-
 REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO))
+from burstguard.images import oci  # noqa: E402
+
 PACKAGES = HERE / "debian-packages.txt"
 LOCK = HERE / "requirements.txt"
 SITE = "usr/local/lib/python3.11/dist-packages"
@@ -332,9 +334,10 @@ def assemble(root: Path, debs: list[Path], wheel: Path, wheels: Path, manifest: 
 
 def stamp_of(versions: dict[str, str]) -> str:
     h = hashlib.sha256()
-    for f in [HERE / "build.py", HERE / "ociarchive.py", PACKAGES, LOCK, *source_files()]:
+    for f in [HERE / "build.py", PACKAGES, LOCK, *source_files()]:
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
     h.update(json.dumps(versions, sort_keys=True).encode())
+    h.update(os.environ.get("SOURCE_DATE_EPOCH", "").encode())
     return h.hexdigest()
 
 
@@ -377,10 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"assembling the root filesystem from {len(debs)} Debian packages and {wheel.name}")
         assemble(root, debs, wheel, args.cache / "wheels", manifest)
         log("writing the oci-archive")
-        written = ociarchive.write_archive(
-            root,
+        written = oci.write(
             dest,
-            ociarchive.ImageConfig(
+            name,
+            [oci.Layer.from_directory(root)],
+            oci.Config(
                 entrypoint=("/usr/local/bin/burstguard",),
                 user=f"{UID}:{GID}",
                 env=(
@@ -395,18 +399,17 @@ def main(argv: list[str] | None = None) -> int:
                     "org.opencontainers.image.licenses": "Apache-2.0",
                 },
             ),
-            name,
-            workdir=work,
+            compression="gzip",
         )
     saved = {
         "inputs": stamp,
         "name": name,
         "archive": str(dest),
-        "digest": written.manifest_digest,
+        "digest": written.digest,
         "config": written.config_digest,
-        "diff_id": written.layer_diff_id,
+        "diff_id": written.diff_ids[0],
         "uncompressed_bytes": written.uncompressed_bytes,
-        "archive_bytes": written.archive_bytes,
+        "archive_bytes": written.size,
         "seconds": round(time.monotonic() - start, 1),
     }
     stamp_file.write_text(json.dumps(saved, indent=1) + "\n")

@@ -213,15 +213,6 @@ def token_kubeconfig(cluster: ClusterFixture, token: str, path: Path) -> Path:
     return path
 
 
-def token_client(cluster: ClusterFixture, token: str) -> k8s_client.ApiClient:
-    """An API client authenticating with a bearer token."""
-    configuration = k8s_client.Configuration()
-    configuration.host = cluster.control_plane.server
-    configuration.ssl_ca_cert = str(cluster.control_plane.ca_path)
-    configuration.api_key = {"authorization": f"Bearer {token}"}
-    return k8s_client.ApiClient(configuration)
-
-
 class TestAccepted:
     @pytest.mark.parametrize(
         "values", CI_VALUES, ids=[p.name.removesuffix("-values.yaml") for p in CI_VALUES]
@@ -328,7 +319,7 @@ class TestAgentIdentity:
             own, other = mine["spec"]["nodeName"], pods[1]["spec"]["nodeName"]
             token = token_for(core, release.namespace, account, pod=mine)
         summary = {"metadata": {"annotations": {names.SUMMARY_ANNOTATION: "{}"}}}
-        with token_client(cluster, token) as api:
+        with cluster.token_client(token) as api:
             agent = k8s_client.CoreV1Api(api)
             # A new admission policy takes effect a moment after it is created.
             wait_for(
@@ -410,7 +401,7 @@ class TestOperatorApiPolicies:
             value = uuid.uuid4().hex[:8]
             return {"spec": {"taints": [{"key": "evil", "value": value, "effect": "NoSchedule"}]}}
 
-        with token_client(cluster, token) as api:
+        with cluster.token_client(token) as api:
             operator = k8s_client.CoreV1Api(api)
             # A new admission policy takes effect a moment after it is created.
             wait_for(

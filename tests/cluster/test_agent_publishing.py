@@ -3,7 +3,6 @@ and the admission policy that keeps it to its own Node."""
 
 from __future__ import annotations
 
-import copy
 import pathlib
 import threading
 import time
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes import utils as k8s_utils
 
 from burstguard.agent import sampling
@@ -43,18 +41,6 @@ def admin_core(cluster: ClusterFixture) -> k8s_client.CoreV1Api:
 
 def node_annotations(cluster: ClusterFixture, name: str) -> dict[str, str]:
     return dict(admin_core(cluster).read_node(name).metadata.annotations or {})
-
-
-def token_client(cluster: ClusterFixture, token: str) -> k8s_client.ApiClient:
-    """An API client that authenticates with ``token`` only (no admin certificate)."""
-    cfg = k8s_client.Configuration()
-    loader: Any = k8s_config
-    loader.load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=cfg)
-    agent_cfg = copy.copy(cfg)
-    agent_cfg.cert_file = None
-    agent_cfg.key_file = None
-    agent_cfg.api_key = {"authorization": f"Bearer {token}"}
-    return k8s_client.ApiClient(agent_cfg)
 
 
 @pytest.fixture
@@ -123,7 +109,7 @@ def test_the_agent_publishes_its_summary_and_condition_on_a_kwok_node(
     namespace, sa = agent_identity
     (node,) = cluster.create_nodes(1).names
     token = pod_bound_token(cluster, namespace, sa, node)
-    writer = nodes.NodeWriter(token_client(cluster, token), node)
+    writer = nodes.NodeWriter(cluster.token_client(token), node)
     agent = sampling.Agent(sampling.Config(node_name=node, bpf=False), writer=writer)
     stop = threading.Event()
     watcher = threading.Thread(
@@ -176,7 +162,7 @@ def test_the_admission_policy_rejects_a_patch_of_another_node_by_the_agent(
     namespace, sa = agent_identity
     own, other = cluster.create_nodes(2).names
     token = pod_bound_token(cluster, namespace, sa, own)
-    api = token_client(cluster, token)
+    api = cluster.token_client(token)
     mine = nodes.NodeWriter(api, own)
     theirs = nodes.NodeWriter(api, other)
 

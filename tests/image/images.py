@@ -20,6 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
+from burstguard.images import oci
+
 REPO: Final = Path(__file__).resolve().parents[2]
 BUILDER: Final = REPO / "deploy" / "image" / "build.py"
 
@@ -65,7 +67,7 @@ def build() -> Image:
     stamp = next((REPO / "dist").glob("burstguard-*.oci.tar.stamp"))
     saved = json.loads(stamp.read_text())
     archive = Path(saved["archive"])
-    config = load("ociarchive").read_config(archive)
+    config = oci.read_config(archive)
     return Image(archive, saved["name"], saved["digest"], saved["uncompressed_bytes"], config)
 
 

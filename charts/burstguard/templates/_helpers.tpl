@@ -115,3 +115,68 @@ by the container's own env).
 {{- define "burstguard.webhook.certDir" -}}
 /etc/burstguard/webhook
 {{- end -}}
+
+{{/*
+Metrics protection: the flags both workloads get, the mount of the serving certificate, and
+its volume (metrics.auth, metrics.tls).
+*/}}
+{{- define "burstguard.metrics.certDir" -}}
+/etc/burstguard/metrics-tls
+{{- end -}}
+
+{{- define "burstguard.metrics.args" -}}
+{{- if .Values.metrics.auth.enabled }}
+- --metrics-auth
+{{- end }}
+{{- if .Values.metrics.tls.enabled }}
+{{- if not .Values.metrics.tls.secretName }}
+{{- fail "metrics.tls.enabled needs metrics.tls.secretName (a Secret with tls.crt and tls.key)" }}
+{{- end }}
+- --metrics-cert-file={{ include "burstguard.metrics.certDir" . }}/tls.crt
+- --metrics-key-file={{ include "burstguard.metrics.certDir" . }}/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "burstguard.metrics.volumeMounts" -}}
+{{- if .Values.metrics.tls.enabled }}
+- name: metrics-tls
+  mountPath: {{ include "burstguard.metrics.certDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "burstguard.metrics.volumes" -}}
+{{- if .Values.metrics.tls.enabled }}
+- name: metrics-tls
+  secret:
+    secretName: {{ .Values.metrics.tls.secretName }}
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+{{- end }}
+{{- end -}}
+
+{{- define "burstguard.metrics.reviewRules" -}}
+{{- if .Values.metrics.auth.enabled }}
+# metrics.auth: ask the apiserver who a scraper's token is and whether it may get /metrics.
+- apiGroups: [authentication.k8s.io]
+  resources: [tokenreviews]
+  verbs: [create]
+- apiGroups: [authorization.k8s.io]
+  resources: [subjectaccessreviews]
+  verbs: [create]
+{{- end }}
+{{- end -}}
+
+{{- define "burstguard.metrics.scrapeAuth" -}}
+{{- if .Values.metrics.tls.enabled }}
+scheme: https
+{{- with .Values.metrics.serviceMonitor.tlsConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- if .Values.metrics.auth.enabled }}
+bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
+{{- end }}
+{{- end -}}
