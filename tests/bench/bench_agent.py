@@ -101,7 +101,7 @@ def measure_cost(hz: float, seconds: float) -> dict[str, float | int | str]:
     while any(s.state == "starting" for s in runner.statuses()) and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(6)  # past bpftrace start-up (LLVM compile) and the first window
-    children = [p.pid for p in runner.processes.values()]
+    children = list(runner.pids())
     me = os.getpid()
     cpu0 = proc_cpu_s(me)
     kids0 = sum(proc_cpu_s(p) for p in children)
