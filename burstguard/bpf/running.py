@@ -21,6 +21,7 @@ filtered from the reasons.
 from __future__ import annotations
 
 import collections
+import logging
 import shutil
 import subprocess
 import threading
@@ -33,6 +34,7 @@ from burstguard.bpf import choosing, combining, decoding, specs, trimming
 
 _SECONDS_PER_UNIT: Final = {"nanoseconds": 1e-9}
 _HARMLESS_STDERR: Final = ("couldn't set RLIMIT_MEMLOCK",)
+_LOG: Final = logging.getLogger("burstguard.bpf")
 STDERR_KEEP: Final = 20
 """stderr lines kept for the failure reason."""
 
@@ -125,9 +127,7 @@ class Program:
         for line in stream:
             reading = self._decoder.feed(line)
             if self._decoder.attached_probes is not None and self.trimmed is None:
-                self.trimmed = (
-                    self._trim(self._proc.pid) if self._trim else trimming.Trimmed(0, "off")
-                )
+                self.trimmed = self._hand_back()
             if reading is None:
                 continue
             now = time.monotonic()
@@ -138,6 +138,23 @@ class Program:
                     state.window = decoding.difference(state.reading, current)
                     state.reading, state.window_at = current, now
                     state.windows += 1
+
+    def _hand_back(self) -> trimming.Trimmed:
+        if self._trim is None:
+            return trimming.Trimmed(0, "off")
+        trimmed = self._trim(self._proc.pid)
+        if trimmed.reason:
+            _LOG.warning(
+                "bpftrace keeps its compiler pages resident (about 70 MiB): %s "
+                "(process_madvise needs CAP_SYS_NICE)",
+                trimmed.reason,
+            )
+        else:
+            _LOG.info(
+                "bpftrace attached; %.0f MiB of LLVM/clang mappings handed back to the kernel",
+                trimmed.advised_bytes / 2**20,
+            )
+        return trimmed
 
     def _read_stderr(self, stream: IO[str]) -> None:
         for line in stream:
