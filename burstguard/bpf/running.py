@@ -130,6 +130,10 @@ class Program:
                 self.trimmed = self._hand_back()
             if reading is None:
                 continue
+            if self._trim is not None and self.trimmed is not None and not self.trimmed.reason:
+                # again every window (about 1 ms of CPU): pages another process shared at
+                # the last call (a second bpftrace compiling) were skipped then
+                self._trim(self._proc.pid)
             now = time.monotonic()
             per_script = combining.split(reading, self._state)
             with self._lock:
@@ -178,8 +182,20 @@ class Program:
             last = next((e for e in reversed(errors) if "ERROR" in e), errors[-1] if errors else "")
             reason = f"bpftrace exited with {code}" + (f": {last}" if last else "")
             return ScriptStatus(name, "failed", reason, windows)
-        attached = self._decoder.attached_probes is not None
+        # bpftrace announces the probe count before it attaches them; the generated interval
+        # probe comes last in the program, so the first reading means every probe is attached
+        attached = self._decoder.attached_probes is not None and windows > 0
         return ScriptStatus(name, "running" if attached else "starting", "", windows)
+
+    def refused(self) -> bool:
+        """The process exited before its first reading (its probes never all attached)."""
+        with self._lock:
+            readings = max((st.windows for st in self._state.values()), default=0)
+        return self._proc.poll() is not None and readings == 0
+
+    def spec(self, name: str) -> specs.ScriptSpec:
+        """The spec of script ``name``."""
+        return next(s for s in self.scripts if s.name == name)
 
     def latest(self, name: str) -> tuple[decoding.Window | None, float | None]:
         """The last closed window of script ``name`` and when it arrived (monotonic s)."""
@@ -239,7 +255,13 @@ class Source(Protocol):
 
 
 class Runner:
-    """Starts the chosen scripts and answers for all of them."""
+    """Starts the chosen scripts as one program and answers for all of them.
+
+    If the combined program dies before its probes attach (one script's probe is refused on
+    this kernel, say), each script is started again as a program of its own, once: the
+    scripts that do attach keep their signals and the failing one is reported by name, at
+    the cost of one bpftrace process per script.
+    """
 
     def __init__(
         self,
@@ -249,37 +271,62 @@ class Runner:
         preflight_reason: str = "",
     ) -> None:
         self.choices = choices
-        self.program: Program | None = None
+        self.programs: dict[str, Program] = {}
+        """Script name -> the program running it (one shared program, or one each)."""
         self._start_error = ""
-        path = binary or which("bpftrace")
+        self._split = False
+        self._path = binary or which("bpftrace")
         chosen = tuple(c.spec for c in choices if c.run)
         if preflight_reason:
             self._start_error = preflight_reason
-        elif path is None:
+        elif self._path is None:
             self._start_error = "bpftrace not found on PATH"
         elif not chosen:
             self._start_error = "no bpftrace script is supported by this kernel"
         else:
-            try:
-                self.program = Program(chosen, path)
-            except OSError as exc:
-                self._start_error = f"cannot start bpftrace: {exc.strerror or exc}"
-            except combining.CombineError as exc:
-                self._start_error = f"cannot combine the bpf scripts: {exc}"
+            self._start(chosen)
+
+    def _start(self, scripts: tuple[specs.ScriptSpec, ...]) -> None:
+        assert self._path is not None
+        try:
+            program = Program(scripts, self._path)
+        except OSError as exc:
+            self._start_error = f"cannot start bpftrace: {exc.strerror or exc}"
+            return
+        except combining.CombineError as exc:
+            self._start_error = f"cannot combine the bpf scripts: {exc}"
+            return
+        for spec in scripts:
+            self.programs[spec.name] = program
+
+    def _split_if_refused(self) -> None:
+        if self._split or not self.programs:
+            return
+        shared = next(iter(self.programs.values()))
+        if len(shared.scripts) < 2 or not shared.refused():
+            return
+        self._split = True
+        _LOG.warning(
+            "the combined bpftrace program failed before attaching (%s); "
+            "starting one bpftrace per script",
+            shared.status(shared.scripts[0].name).reason,
+        )
+        self.programs = {}
+        for spec in shared.scripts:
+            self._start((spec,))
 
     def pids(self) -> tuple[int, ...]:
-        """Process ids of the bpftrace children (one, or none when it did not start)."""
-        return () if self.program is None else (self.program.pid,)
-
-    def _running_names(self) -> tuple[str, ...]:
-        return () if self.program is None else tuple(s.name for s in self.program.scripts)
+        """Process ids of the bpftrace children (one, unless the combined program failed)."""
+        return tuple(sorted({p.pid for p in self.programs.values()}))
 
     def statuses(self) -> tuple[ScriptStatus, ...]:
         """One status per spec, skipped ones included."""
+        self._split_if_refused()
         out = []
         for c in self.choices:
-            if self.program is not None and c.spec.name in self._running_names():
-                out.append(self.program.status(c.spec.name))
+            program = self.programs.get(c.spec.name)
+            if program is not None:
+                out.append(program.status(c.spec.name))
             elif c.run:
                 out.append(ScriptStatus(c.spec.name, "failed", self._start_error))
             else:
@@ -288,8 +335,7 @@ class Runner:
 
     def totals(self) -> Mapping[str, Totals]:
         """Cumulative values per running script."""
-        program = self.program
-        return {} if program is None else {n: program.totals(n) for n in self._running_names()}
+        return {name: p.totals(name) for name, p in self.programs.items()}
 
     def signals(self, now: float, max_age_s: float | None = None) -> Signals:
         """Window p99s for the node state at ``now`` (monotonic s); old windows are ignored."""
@@ -298,17 +344,19 @@ class Runner:
         problems: list[str] = []
         if self._start_error:
             problems.append(self._start_error)
+        failed: dict[str, list[str]] = {}  # one reason per program, not one per script
         for status in self.statuses():
             if status.state == "failed" and status.reason != self._start_error:
-                problems.append(f"{status.name}: {status.reason}")
-        for spec in () if self.program is None else self.program.scripts:
-            assert self.program is not None
-            if self.program.status(spec.name).state != "running":
+                failed.setdefault(status.reason, []).append(status.name)
+        problems.extend(f"{', '.join(names)}: {reason}" for reason, names in failed.items())
+        for name, program in self.programs.items():
+            if program.status(name).state != "running":
                 continue
             running = True
-            window, at = self.program.latest(spec.name)
+            window, at = program.latest(name)
             if window is None or at is None:
                 continue
+            spec = program.spec(name)
             age_limit = max_age_s if max_age_s is not None else 3.0 * spec.interval_s
             if now - at > age_limit:
                 continue
@@ -322,9 +370,9 @@ class Runner:
         )
 
     def stop(self) -> None:
-        """Stop the bpftrace process."""
-        if self.program is not None:
-            self.program.stop()
+        """Stop every bpftrace process."""
+        for program in {id(p): p for p in self.programs.values()}.values():
+            program.stop()
 
 
 def window_p99s(spec: specs.ScriptSpec, window: decoding.Window) -> dict[str, float]:

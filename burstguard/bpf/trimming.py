@@ -4,9 +4,12 @@ bpftrace links LLVM and clang to compile its program at start; once the probes a
 it never runs that code again, yet the pages it touched stay resident: about 70 of its
 100 MiB RSS on 6.18 (``libLLVM-14`` 56 MiB, ``libclang-14`` 16 MiB, all clean file pages).
 After the attach the agent asks the kernel to reclaim those pages of those libraries only
-(Linux 5.10+, CAP_SYS_NICE and ptrace read access to the child, which the agent has as its
-parent running as root). Clean file pages are dropped, not swapped; if bpftrace touches one
-again it is read back from the file, so the only cost of a wrong guess is a page fault.
+(Linux 5.10+; the caller needs CAP_SYS_NICE, which a root container lacks unless granted,
+and ptrace read access to the child, which its parent of the same uid has). The kernel skips
+pages another process maps too (a second bpftrace compiling at that moment), so the agent
+asks again after every window, about 1 ms of CPU. Clean file pages are dropped, not swapped;
+if bpftrace touches one again it is read back from the file, so the only cost of a wrong
+guess is a page fault.
 
 Nothing here raises: the answer says how many bytes were advised or why not.
 """
