@@ -9,6 +9,7 @@ re-spaced, and arbitrary text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -47,8 +48,13 @@ def outcome(parse: Callable[[str], Any], text: str) -> tuple[str, Any]:
         return "error", str(exc)
 
 
-@pytest.mark.parametrize("target", sorted(PATHS))
-def test_the_fast_path_answers_what_the_line_parser_answers_or_gives_up(target: str) -> None:
+@pytest.mark.parametrize("target", [*sorted(PATHS), "vmstat with the stdlib json"])
+def test_the_fast_path_answers_what_the_line_parser_answers_or_gives_up(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if target == "vmstat with the stdlib json":  # where orjson is not installed
+        monkeypatch.setattr(vmstat, "_loads", json.loads)
+        target = "vmstat"
     relpath, fast, lines, parse = PATHS[target]
     text = capture(relpath)
 
