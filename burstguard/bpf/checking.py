@@ -8,8 +8,10 @@ finished and every error is an unresolved data symbol that the spec declares and
 kernel lacks. Anything else (syntax, unknown field, unknown tracepoint) fails the check.
 
 Beyond bpftrace, each script must carry the header STYLE.md item 12 asks for, print the
-window marker, and define every map its spec names (``@name``), so spec and script cannot
-drift apart.
+window marker, define every map its spec names (``@name``), so spec and script cannot drift
+apart, and clear a metric map only in ``END`` (the agent takes windows as differences of
+cumulative readings). Last, the scripts that compiled are combined into the one program the
+agent runs (``combining``), and that program must compile too (``(combined)``).
 
 Exit codes: 0 all good, 1 a script or spec failed, 2 bpftrace missing or no scripts.
 """
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from burstguard.bpf import decoding, specs
+from burstguard.bpf import combining, decoding, specs
 from burstguard.procfs import reading
 
 HEADER_FIELDS: Final = ("What:", "Probes:", "Kernel:", "Units:", "Overhead:", "Example output")
@@ -55,6 +57,17 @@ def static_problems(spec: specs.ScriptSpec, text: str) -> list[str]:
             problems.append(f"spec metric {metric.name!r} is not a map of the script")
         elif not re.search(rf"print\(@{re.escape(metric.name)}\)", text):
             problems.append(f"map @{metric.name} is never printed")
+    try:
+        blocks = combining.blocks(text, str(spec.script_path))
+    except combining.CombineError as exc:
+        return [*problems, str(exc)]
+    for block in blocks:
+        for metric in spec.metrics:
+            if block.header != "END" and f"clear(@{metric.name})" in block.body:
+                problems.append(
+                    f"map @{metric.name} is cleared in {block.header!r}: metric maps are "
+                    "cumulative (cleared only in END)"
+                )
     return problems
 
 
@@ -84,12 +97,14 @@ def classify(
 def check(directory: Path, binary: str, proc_root: str = "/proc") -> list[Result]:
     """Check every spec/script pair in ``directory``."""
     results = []
+    loaded: list[specs.ScriptSpec] = []
     for spec_path in sorted(directory.glob("*.yaml")):
         try:
             spec = specs.load(spec_path)
         except specs.SpecError as exc:
             results.append(Result(spec_path.stem, False, str(exc)))
             continue
+        loaded.append(spec)
         problems = static_problems(spec, spec.script_path.read_text(encoding="utf-8"))
         if problems:
             results.append(Result(spec.name, False, "; ".join(problems)))
@@ -105,10 +120,30 @@ def check(directory: Path, binary: str, proc_root: str = "/proc") -> list[Result
         )
         ok, how = classify(run.returncode, run.stdout + run.stderr, spec, absent)
         results.append(Result(spec.name, ok, how))
+    compiled = [s for s in loaded if any(r.name == s.name and r.how == "compiled" for r in results)]
+    if compiled:
+        results.append(combined(compiled, binary))
     scripts = {p.stem for p in directory.glob("*.bt")}
     for orphan in sorted(scripts - {r.name for r in results}):
         results.append(Result(orphan, False, "no spec (<name>.yaml) for this script"))
     return results
+
+
+def combined(scripts: list[specs.ScriptSpec], binary: str) -> Result:
+    """Compile the one program the agent would run for ``scripts``."""
+    name = "(combined)"
+    try:
+        program = combining.combine((s, s.script_path.read_text(encoding="utf-8")) for s in scripts)
+    except combining.CombineError as exc:
+        return Result(name, False, str(exc))
+    run = subprocess.run(
+        [binary, "-d", "-e", program], capture_output=True, text=True, timeout=120, check=False
+    )
+    if run.returncode == 0:
+        return Result(name, True, "compiled: " + ", ".join(s.name for s in scripts))
+    errors = [e for e in (run.stdout + run.stderr).splitlines() if "ERROR" in e]
+    errors = [e for e in errors if "RLIMIT_MEMLOCK" not in e]
+    return Result(name, False, errors[-1] if errors else f"bpftrace -d exited {run.returncode}")
 
 
 def main(argv: list[str] | None = None) -> int:

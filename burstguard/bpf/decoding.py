@@ -1,9 +1,9 @@
 """Decoding ``bpftrace -f json`` output into windows of histograms and counters.
 
 Pure: text in, values out, so it is tested on output captured from real runs
-(``tests/fixtures/bpf/``). The scripts in ``bpf/`` print their maps every window and then the
-line ``burstguard:window``; a map that saw no event in the window prints nothing (bpftrace
-skips empty maps), so a window holds only what happened and a missing map means zero.
+(``tests/fixtures/bpf/``). The scripts in ``bpf/`` print their maps every interval and then the
+line ``burstguard:window``; a map that has seen no event prints nothing (bpftrace skips empty
+maps), so a missing map means zero.
 
 bpftrace 0.17 prints, one JSON object per line:
 ``{"type": "hist", "data": {"@m": [{"min": 2, "max": 3, "count": 1}, ...]}}`` (unkeyed),
@@ -12,6 +12,10 @@ bpftrace 0.17 prints, one JSON object per line:
 "attached_probes", "data": {"probes": N}}``, ``{"type": "lost_events", ...}``. Buckets are
 log2: ``[2^k, 2^(k+1) - 1]``, plus ``[0, 0]`` and ``(.., -1]``. Lines that are not JSON
 (bpftrace warnings go to stderr, but a truncated last line can happen) are counted, not fatal.
+
+The agent's scripts print cumulative maps (never cleared) and :func:`difference` turns two
+readings into the window between them; captures made before that (``tests/fixtures/bpf/``)
+hold one cleared window per reading, which :class:`~burstguard.bpf.running.Replay` sums.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
+
+from burstguard.core import cumulative
 
 WINDOW_MARKER: Final = "burstguard:window"
 """The printf line every script prints after its maps, closing one window."""
@@ -217,3 +223,42 @@ def quantile(hist: Histogram, q: float) -> float | None:
 def estimated_sum(hist: Histogram) -> float:
     """Sum of values estimated from bucket midpoints (log2 histograms keep no exact sum)."""
     return math.fsum(b.count * (b.low + b.high + 1) / 2.0 for b in hist)
+
+
+def _flat(
+    window: Window,
+) -> tuple[dict[tuple[str, str, int, int], int], dict[tuple[str, str], int]]:
+    buckets: dict[tuple[str, str, int, int], int] = {}
+    numbers: dict[tuple[str, str], int] = {}
+    for name, value in window.maps.items():
+        for key, hist in value.histograms.items():
+            for b in hist:
+                buckets[(name, key, b.low, b.high)] = b.count
+        for key, number in value.numbers.items():
+            numbers[(name, key)] = number
+    return buckets, numbers
+
+
+def difference(previous: Window | None, current: Window) -> Window:
+    """The window between two cumulative readings: what ``current`` adds to ``previous``.
+
+    The scripts print their maps cumulatively (never cleared), so every event is in exactly
+    one difference (``core.cumulative``); ``previous`` None is the first reading, all new.
+    Messages and lost events are the current reading's own.
+    """
+    old_b, old_n = _flat(previous) if previous is not None else ({}, {})
+    new_b, new_n = _flat(current)
+    hists: dict[str, dict[str, list[Bucket]]] = {}
+    numbers: dict[str, dict[str, int]] = {}
+    for (name, key, low, high), count in sorted(cumulative.increase(old_b, new_b).items()):
+        hists.setdefault(name, {}).setdefault(key, []).append(Bucket(low, high, count))
+    for (name, key), number in cumulative.increase(old_n, new_n).items():
+        numbers.setdefault(name, {})[key] = number
+    maps = {
+        name: MapValue(
+            histograms={k: tuple(v) for k, v in hists.get(name, {}).items()},
+            numbers=numbers.get(name, {}),
+        )
+        for name in sorted(set(hists) | set(numbers))
+    }
+    return Window(maps=maps, messages=current.messages, lost_events=current.lost_events)

@@ -74,7 +74,7 @@ class ScriptSpec:
     kernel: KernelNeeds
     """Kernel requirements."""
     interval_s: int
-    """Window length in seconds: maps are printed and cleared this often."""
+    """Window length in seconds: maps are printed (cumulative) this often."""
     priority: int
     """Lower first; tracepoint scripts are 0, kprobe scripts 10 (they cost more)."""
     metrics: tuple[MetricSpec, ...]

@@ -5,17 +5,19 @@
 turn every object into pydantic models, which costs CPU and memory that 10k watched pods
 cannot afford, so this module uses only its configuration loading (kubeconfig or in-cluster
 service account), authentication and aiohttp connection pool, and speaks plain JSON: requests
-return dicts, watches yield one dict per event line. Every call the operator makes to the API
+return dicts, watches yield one dict per event line, decoded by orjson (watch decoding was
+the operator's largest CPU item in a profiled release burst: 1.6 s of 19 s with the stdlib
+``json``; orjson decodes a pod several times faster). Every call the operator makes to the API
 server goes through :class:`Api`, so there is one place for timeouts and error mapping.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
+import orjson
 from kubernetes.aio import client as aio_client
 from kubernetes.aio import config as aio_config
 
@@ -86,7 +88,7 @@ class Api:
         data: bytes = await response.read()
         if not 200 <= response.status < 300:
             raise ApiError(response.status, str(response.reason), data.decode(errors="replace"))
-        return json.loads(data) if data else None
+        return orjson.loads(data) if data else None
 
     async def get_or_none(self, path: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         """GET ``path``; None when it does not exist (404), :class:`ApiError` otherwise."""
@@ -114,7 +116,7 @@ class Api:
                 if not line:
                     return
                 if line.strip():
-                    yield json.loads(line)
+                    yield orjson.loads(line)
         finally:
             raw.release()
 

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from burstguard.procfs import errors
+
+_ODD_WHITESPACE: Final = ("\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def plain(text: str) -> bool:
+    """ASCII whose only whitespace is space and newline, as the kernel writes these files.
+
+    The fast parsers run only on such text: there ``str.split``, ``splitlines`` and a
+    multi-line regex agree on what a line and a token are, so a fast parse gives what the
+    line parser gives. Anything else goes to the line parser (and its error messages).
+    """
+    return text.isascii() and not any(c in text for c in _ODD_WHITESPACE)
 
 
 def to_int(path: str, lineno: int, token: str) -> int:

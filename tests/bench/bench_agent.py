@@ -70,6 +70,14 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_pss_mib(pid: int) -> float:
+    """Proportional set size (shared pages split among their users), /proc/<pid>/smaps_rollup."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def proc_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -101,7 +109,7 @@ def measure_cost(hz: float, seconds: float) -> dict[str, float | int | str]:
     while any(s.state == "starting" for s in runner.statuses()) and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(6)  # past bpftrace start-up (LLVM compile) and the first window
-    children = [p.pid for p in runner.processes.values()]
+    children = list(runner.pids())
     me = os.getpid()
     cpu0 = proc_cpu_s(me)
     kids0 = sum(proc_cpu_s(p) for p in children)
@@ -115,6 +123,8 @@ def measure_cost(hz: float, seconds: float) -> dict[str, float | int | str]:
     cpu = proc_cpu_s(me) - cpu0
     kids = sum(proc_cpu_s(p) for p in children) - kids0
     kid_rss = sum(proc_rss_mib(p) for p in children)
+    kid_pss = sum(proc_pss_mib(p) for p in children)
+    agent_pss = proc_pss_mib(me)
     statuses = {s.name: s.state for s in runner.statuses()}
     stop.set()
     loop.join(timeout=5)
@@ -128,7 +138,10 @@ def measure_cost(hz: float, seconds: float) -> dict[str, float | int | str]:
         "agent_rss_mib_median": round(statistics.median(rss), 1),
         "agent_rss_mib_max": round(max(rss), 1),
         "agent_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "agent_pss_mib": round(agent_pss, 1),
         "bpftrace_rss_mib_total": round(kid_rss, 1),
+        "bpftrace_pss_mib_total": round(kid_pss, 1),
+        "agent_plus_bpftrace_rss_mib": round(rss[-1] + kid_rss, 1),
         "bpftrace_processes": len(children),
         "scripts": json.dumps(statuses, sort_keys=True),
     }

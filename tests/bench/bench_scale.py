@@ -234,6 +234,14 @@ async def burst(args: argparse.Namespace, c: devcluster.Cluster, tmp: Path) -> d
         release_writes = bench_operator.counter(
             m1, "burstguard_operator_api_writes_total", 'kind="release"'
         ) - bench_operator.counter(m0, "burstguard_operator_api_writes_total", 'kind="release"')
+        by_kind = {
+            kind: bench_operator.counter(
+                m1, "burstguard_operator_api_writes_total", f'kind="{kind}"'
+            )
+            - bench_operator.counter(m0, "burstguard_operator_api_writes_total", f'kind="{kind}"')
+            for kind in sorted(set(re.findall(r'api_writes_total\{[^}]*kind="([^"]+)"', m1)))
+        }
+        released_pods = max(len(counts.released_at), 1)
         fleet_writes = sum(
             getattr(fleet.stats, k) - stats0[k]
             for k in ("publishes", "conditions", "start_marks", "acks")
@@ -253,6 +261,12 @@ async def burst(args: argparse.Namespace, c: devcluster.Cluster, tmp: Path) -> d
             "operator_api_writes_per_pod": writes / args.pods,
             "operator_release_patches_per_pod": release_writes / args.pods,
             "fleet_api_writes_per_pod": fleet_writes / args.pods,
+            # per pod actually released: the same when the burst completes, and the honest
+            # figure when the run is cut short at --timeout
+            "released_pods": len(counts.released_at),
+            "operator_api_writes_per_released_pod": writes / released_pods,
+            "operator_release_patches_per_released_pod": release_writes / released_pods,
+            "operator_api_writes_by_kind": json.dumps(by_kind, sort_keys=True),
             "webhook_create_p50_ms": bench_operator.pct(latencies, 0.5) * 1000,
             "webhook_create_p99_ms": bench_operator.pct(latencies, 0.99) * 1000,
             "apiserver_webhook_p99_le_ms": _ms(

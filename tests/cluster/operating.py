@@ -68,8 +68,17 @@ class OperatorProcess:
 
     def start(self, timeout_s: float = 60.0) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "NO_PROXY": "127.0.0.1,localhost"}
+        # BURSTGUARD_PROFILE_DIR: run the operator under cProfile (main thread: the event loop
+        # with the pacer and the watches), one stats file per start, written when it stops.
+        profile_dir = os.environ.get("BURSTGUARD_PROFILE_DIR")
+        profile = (
+            ["-m", "cProfile", "-o", f"{profile_dir}/operator-{os.getpid()}-{self.starts}.prof"]
+            if profile_dir
+            else []
+        )
         argv = [
             sys.executable,
+            *profile,
             "-m",
             "burstguard.cli.main",
             "operator",

@@ -77,9 +77,8 @@ class TestSignalsUnderRealLoad:
             runner.stop()
         last = rec.samples[-1].view
         summaries = [s.summary for s in rec.samples if s.summary is not None]
-        # bpftrace's interval print() + clear() is not atomic: a mount ending between the
-        # two is lost (1 of 400 once, on a loaded machine). Allow 1 %.
-        assert counts(last, "mount_ns") >= 396
+        # cumulative maps, windows as differences: every one of the 400 mounts is counted
+        assert counts(last, "mount_ns") >= 400
         assert counts(last, "kswapd_wakes") + counts(last, "direct_reclaim_ns") > 0
         assert counts(last, "shrink_slab_ns") > 0
         assert any(s.rates.pgscan_kswapd > 0 for s in summaries)

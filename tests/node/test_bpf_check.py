@@ -22,3 +22,4 @@ def test_make_bpf_check_passes_and_compiles_every_tracepoint_script(bpftrace: st
     for name in ("mount_latency", "reclaim", "shrinker_lock_6_7"):
         assert verdicts[name] == "compiled"
     assert "shrinker_lock" in verdicts
+    assert verdicts["(combined)"] == "compiled:"  # the one program the agent runs

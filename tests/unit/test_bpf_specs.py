@@ -66,6 +66,14 @@ class TestSpecFiles:
             bad, spec.script_path.read_text()
         )
 
+    def test_a_script_that_clears_a_metric_map_outside_end_is_a_problem(self) -> None:
+        spec = specs.load(BPF / "mount_latency.yaml")
+        text = spec.script_path.read_text().replace(
+            "\tprint(@mount_ns);\n", "\tprint(@mount_ns);\n\tclear(@mount_ns);\n"
+        )
+        problems = checking.static_problems(spec, text)
+        assert any("@mount_ns is cleared in 'interval:s:5'" in p for p in problems), problems
+
     def test_a_spec_whose_name_does_not_match_its_file_is_refused(
         self, tmp_path: pathlib.Path
     ) -> None:

@@ -30,7 +30,7 @@ def replayed_bpf() -> running.Replay:
         spec = specs.load(BPF / f"{name}.yaml")
         lines = (FIXTURES / "bpf" / f"{name}-6.18.jsonl").read_text().splitlines()
         captures[name] = (spec, lines)
-    return running.Replay(captures)
+    return running.Replay(captures, cumulative=False)  # captured when windows were cleared
 
 
 def render_fixture_agent(root: pathlib.Path) -> str:
