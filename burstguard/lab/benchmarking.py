@@ -44,7 +44,9 @@ def bench(
     ``quiet_wait_s``: before each boot, wait up to that long for the host's load to settle
     (:func:`hostload.settle`) and raise :class:`HostBusy` when it does not; None boots at once
     (every run still records its host load, and busy runs are flagged)."""
-    machine = machine or booting.Machine()
+    if machine is None:
+        sizes = {s.workload.memory_mb for s in chosen} or {booting.Machine().memory_mb}
+        machine = booting.Machine(memory_mb=max(sizes))
     guest = building.build(with_tools=any(s.guard != "none" for s in chosen))
     accel = booting.choose_accel(guest, out / "boots", try_kvm=try_kvm)
     pin = "pinned" if guest.pinned else "NOT the pinned kernel"
@@ -175,6 +177,7 @@ def document(
         if any(r.scenario == s.name for r in results)
     }
     return {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "guest": {
             "release": guest.release,
             "package": guest.package,

@@ -33,13 +33,25 @@ from typing import Final
 class Workload:
     """What the guest does, in the guest's units."""
 
+    memory_mb: int = 3072
+    """Guest RAM, MiB: large enough that half of it can be one reclaimable slab list."""
     files: int = 50_000
     """Empty files created before the burst (ext4 inodes + dentries), count."""
-    negative_dentries: int = 1_000_000
-    """stat() misses before the burst (negative dentries), count."""
-    hog_mb: int = 300
-    """Anonymous memory held through the run, MiB (there is no swap)."""
-    leave_mb: int = 48
+    negative_dentries: int = 8_000_000
+    """stat() misses before the burst (negative dentries) at most, count."""
+    name_len: int = 240
+    """Length of the negative dentries' names: over 32 characters the name is a separate
+    reclaimable kmalloc (240: 512 bytes), so each dentry holds ~700 bytes and the fill
+    reaches its size with a third of the syscalls short names would take."""
+    slab_mb: int = 1600
+    """Stop the negative-dentry fill once SReclaimable reaches this, MiB (0: no target)."""
+    hog_mb: int | None = None
+    """Anonymous memory held through the run, MiB (there is no swap); None sizes it to leave
+    ``cache_mb`` of page cache."""
+    cache_mb: int = 192
+    """Clean page cache left when the hog is sized automatically, MiB: little, so kswapd finds
+    little but slab to reclaim and its priority drops."""
+    leave_mb: int = 32
     """Free memory above the summed high watermarks when the burst starts, MiB; the rest is
     clean page cache in the ``lab/io`` cgroup."""
     dd_mb: int = 4000
@@ -48,9 +60,10 @@ class Workload:
     """Page cache added every half second during the burst, MiB."""
     containers: int = 120
     """Containers in the burst."""
-    slots: int = 4
-    """Containers alive at once (the node's pod capacity)."""
-    container_mb: int = 12
+    slots: int = 8
+    """Containers alive at once (the node's pod capacity): more than the guest's vCPUs, so the
+    burst itself contends for CPU."""
+    container_mb: int = 16
     """Anonymous memory each container faults in, MiB."""
     hold_ms: int = 1500
     """How long each container runs after it started, ms."""
@@ -60,9 +73,11 @@ class Workload:
     """Shortest shrinker hold / writer wait kept in the trace buffer, µs (all go to a hist)."""
 
 
-SMOKE: Final = Workload(
+QUICK: Final = Workload(
+    memory_mb=1024,
     files=2000,
     negative_dentries=20_000,
+    slab_mb=0,
     hog_mb=0,
     leave_mb=600,
     dd_mb=16,
@@ -72,7 +87,8 @@ SMOKE: Final = Workload(
     hold_ms=50,
     trace_min_us=0,
 )
-"""A tiny burst for the test suite: boots, mounts, traces, guards, in a few minutes."""
+"""The ``--quick`` shape (the CI smoke test): a 1 GiB guest, a tiny slab, no pressure, six
+containers; boots, mounts, traces and guards in a few minutes, reproduces nothing."""
 
 
 @dataclass(frozen=True)
@@ -112,16 +128,18 @@ SCENARIOS: Final = {
         Scenario(
             "control",
             "unguarded, no memory pressure (no slab prefill, hog or dd): CPU contention alone",
-            workload=Workload(files=0, negative_dentries=0, hog_mb=0, leave_mb=4096, dd_mb=0),
+            workload=Workload(
+                files=0, negative_dentries=0, slab_mb=0, hog_mb=0, leave_mb=4096, dd_mb=0
+            ),
         ),
     )
 }
 """Every scenario by name, in report order."""
 
 
-def smoke(s: Scenario) -> Scenario:
-    """The same scenario at smoke-test size."""
-    return replace(s, workload=SMOKE)
+def quick(s: Scenario) -> Scenario:
+    """The same scenario at the ``--quick`` (smoke-test) size."""
+    return replace(s, workload=QUICK)
 
 
 def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
@@ -130,7 +148,10 @@ def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
     params = {
         "files": str(w.files),
         "neg": str(w.negative_dentries),
-        "hog": str(w.hog_mb),
+        "namelen": str(w.name_len),
+        "slabmb": str(w.slab_mb),
+        "hog": "auto" if w.hog_mb is None else str(w.hog_mb),
+        "cache": str(w.cache_mb),
         "leave": str(w.leave_mb),
         "ddrate": str(w.dd_rate_mb),
         "dd": str(w.dd_mb),
