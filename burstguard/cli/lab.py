@@ -19,11 +19,18 @@ import click
 from burstguard.lab import benchmarking, booting, building, publishing, scenarios
 
 
-def _names(values: tuple[str, ...]) -> list[str]:
-    names: list[str] = []
+def _names(values: tuple[str, ...], runs: int) -> dict[str, int]:
+    """Scenario name -> boots, in order: ``NAME`` gets ``--runs``, ``NAME:N`` gets N."""
+    chosen: dict[str, int] = {}
     for v in values:
-        names += [n.strip() for n in v.split(",") if n.strip()]
-    return names or ["unguarded", "guarded"]
+        for item in (x.strip() for x in v.split(",")):
+            if not item:
+                continue
+            name, _, count = item.partition(":")
+            if count and not (count.isdigit() and 1 <= int(count) <= 50):
+                raise click.UsageError(f"{item}: runs after ':' must be 1-50")
+            chosen[name] = int(count) if count else runs
+    return chosen or {"unguarded": runs, "guarded": runs}
 
 
 @click.command("lab")
@@ -32,9 +39,9 @@ def _names(values: tuple[str, ...]) -> list[str]:
     "-s",
     "scenario_opts",
     multiple=True,
-    metavar="NAME[,NAME...]",
+    metavar="NAME[:RUNS][,...]",
     help=f"Scenarios to run (repeatable or comma list): {', '.join(scenarios.SCENARIOS)}. "
-    "Default: unguarded,guarded.",
+    "NAME:RUNS overrides --runs for that scenario. Default: unguarded,guarded.",
 )
 @click.option(
     "--runs",
@@ -120,13 +127,14 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
         for path in written:
             click.echo(f"wrote {path}")
         return
-    names = _names(scenario_opts)
+    per = _names(scenario_opts, runs)
+    names = list(per)
     unknown = [n for n in names if n not in scenarios.SCENARIOS]
     if unknown:
         raise click.UsageError(
             f"unknown scenario {', '.join(unknown)}; choose from {', '.join(scenarios.SCENARIOS)}"
         )
-    chosen = [scenarios.SCENARIOS[n] for n in dict.fromkeys(names)]
+    chosen = [scenarios.SCENARIOS[n] for n in names]
     if quick:
         chosen = [scenarios.quick(s) for s in chosen]
     # SIGTERM (CI timeout, kill) must still stop qemu: turn it into SystemExit so the
@@ -139,7 +147,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     try:
         doc = benchmarking.bench(
             chosen,
-            runs,
+            per,
             out,
             machine=None if memory_mb is None else booting.Machine(memory_mb=memory_mb),
             try_kvm=not no_kvm,
