@@ -3,6 +3,9 @@
 Exit codes: 0 every run finished; 1 some runs failed (the report covers the rest); 2 bad
 usage; 3 qemu cannot run on this host; 4 the guest cannot be built (missing tool or package);
 5 ``--quiet-host`` and the host's load did not settle.
+
+``--publish DIR`` runs nothing: it regenerates the results in LAB.md, the README's lab table
+and ``docs/lab/`` from a finished run set.
 """
 
 from __future__ import annotations
@@ -13,14 +16,21 @@ from pathlib import Path
 
 import click
 
-from burstguard.lab import benchmarking, booting, building, scenarios
+from burstguard.lab import benchmarking, booting, building, publishing, scenarios
 
 
-def _names(values: tuple[str, ...]) -> list[str]:
-    names: list[str] = []
+def _names(values: tuple[str, ...], runs: int) -> dict[str, int]:
+    """Scenario name -> boots, in order: ``NAME`` gets ``--runs``, ``NAME:N`` gets N."""
+    chosen: dict[str, int] = {}
     for v in values:
-        names += [n.strip() for n in v.split(",") if n.strip()]
-    return names or ["unguarded", "guarded"]
+        for item in (x.strip() for x in v.split(",")):
+            if not item:
+                continue
+            name, _, count = item.partition(":")
+            if count and not (count.isdigit() and 1 <= int(count) <= 50):
+                raise click.UsageError(f"{item}: runs after ':' must be 1-50")
+            chosen[name] = int(count) if count else runs
+    return chosen or {"unguarded": runs, "guarded": runs}
 
 
 @click.command("lab")
@@ -29,9 +39,9 @@ def _names(values: tuple[str, ...]) -> list[str]:
     "-s",
     "scenario_opts",
     multiple=True,
-    metavar="NAME[,NAME...]",
+    metavar="NAME[:RUNS][,...]",
     help=f"Scenarios to run (repeatable or comma list): {', '.join(scenarios.SCENARIOS)}. "
-    "Default: unguarded,guarded.",
+    "NAME:RUNS overrides --runs for that scenario. Default: unguarded,guarded.",
 )
 @click.option(
     "--runs",
@@ -49,13 +59,19 @@ def _names(values: tuple[str, ...]) -> list[str]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for results.json, REPORT.md, latency-cdf.png and boot logs.",
 )
-@click.option("--smoke", is_flag=True, help="Tiny workload: boot, a few containers, done.")
+@click.option(
+    "--quick",
+    "--smoke",
+    "quick",
+    is_flag=True,
+    help="The CI smoke shape: a 1 GiB guest, tiny slab, no pressure, six containers; "
+    "minutes instead of the full shape's ~10 (reproduces nothing).",
+)
 @click.option(
     "--memory-mb",
-    default=1024,
-    show_default=True,
+    default=None,
     type=click.IntRange(256, 16384),
-    help="Guest RAM (the scenario sizes assume 1024).",
+    help="Guest RAM, overriding the shape's (3072; --quick 1024). The sizes assume the default.",
 )
 @click.option(
     "--timeout",
@@ -77,6 +93,15 @@ def _names(values: tuple[str, ...]) -> list[str]:
     "and busy ones are flagged in the report.",
 )
 @click.option(
+    "--publish",
+    "publish_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Run nothing: regenerate LAB.md's results, the README's lab table and docs/lab/ "
+    "from DIR/results.json (run from the checkout's root).",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Reuse boots that already finished in --out (re-measures them) and run the rest.",
@@ -85,23 +110,33 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     scenario_opts: tuple[str, ...],
     runs: int,
     out: Path,
-    smoke: bool,
-    memory_mb: int,
+    quick: bool,
+    memory_mb: int | None,
     timeout_s: float,
     no_kvm: bool,
     quiet_wait_s: float | None,
     resume: bool,
+    publish_dir: Path | None,
 ) -> None:
     """Reproduce the shrinker_rwsem mount stall in a 6.1 guest; compare guarded runs."""
-    names = _names(scenario_opts)
+    if publish_dir is not None:
+        try:
+            written = publishing.publish(publish_dir, Path.cwd())
+        except publishing.PublishError as exc:
+            raise click.UsageError(str(exc)) from exc
+        for path in written:
+            click.echo(f"wrote {path}")
+        return
+    per = _names(scenario_opts, runs)
+    names = list(per)
     unknown = [n for n in names if n not in scenarios.SCENARIOS]
     if unknown:
         raise click.UsageError(
             f"unknown scenario {', '.join(unknown)}; choose from {', '.join(scenarios.SCENARIOS)}"
         )
-    chosen = [scenarios.SCENARIOS[n] for n in dict.fromkeys(names)]
-    if smoke:
-        chosen = [scenarios.smoke(s) for s in chosen]
+    chosen = [scenarios.SCENARIOS[n] for n in names]
+    if quick:
+        chosen = [scenarios.quick(s) for s in chosen]
     # SIGTERM (CI timeout, kill) must still stop qemu: turn it into SystemExit so the
     # booting module's exit hook kills the process group.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -112,9 +147,9 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     try:
         doc = benchmarking.bench(
             chosen,
-            runs,
+            per,
             out,
-            machine=booting.Machine(memory_mb=memory_mb),
+            machine=None if memory_mb is None else booting.Machine(memory_mb=memory_mb),
             try_kvm=not no_kvm,
             timeout_s=timeout_s,
             resume=resume,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ def _say(msg: str) -> None:
 
 def bench(
     chosen: Sequence[scenarios.Scenario],
-    runs: int,
+    runs: int | Mapping[str, int],
     out: Path,
     *,
     machine: booting.Machine | None = None,
@@ -43,8 +43,14 @@ def bench(
 
     ``quiet_wait_s``: before each boot, wait up to that long for the host's load to settle
     (:func:`hostload.settle`) and raise :class:`HostBusy` when it does not; None boots at once
-    (every run still records its host load, and busy runs are flagged)."""
-    machine = machine or booting.Machine()
+    (every run still records its host load, and busy runs are flagged).
+
+    ``runs``: boots per scenario, or per scenario name (a scenario missing from the mapping
+    gets one); runs stay interleaved, a scenario with fewer simply drops out of later rounds."""
+    per = {s.name: runs if isinstance(runs, int) else runs.get(s.name, 1) for s in chosen}
+    if machine is None:
+        sizes = {s.workload.memory_mb for s in chosen} or {booting.Machine().memory_mb}
+        machine = booting.Machine(memory_mb=max(sizes))
     guest = building.build(with_tools=any(s.guard != "none" for s in chosen))
     accel = booting.choose_accel(guest, out / "boots", try_kvm=try_kvm)
     pin = "pinned" if guest.pinned else "NOT the pinned kernel"
@@ -52,10 +58,13 @@ def bench(
     results: list[measuring.Run] = []
     host_load: dict[tuple[str, int], hostload.HostLoad | None] = {}
     failures: list[dict[str, Any]] = []
-    for i in range(runs):
+    for i in range(max(per.values(), default=0)):
         for s in chosen:
+            if i >= per[s.name]:
+                continue
+            total = per[s.name]
             workdir = out / "boots" / f"{s.name}-{i}"
-            progress(f"run {i + 1}/{runs} {s.name}: booting ({workdir / 'console.log'})")
+            progress(f"run {i + 1}/{total} {s.name}: booting ({workdir / 'console.log'})")
             t0 = time.monotonic()
             try:
                 files, wall = _finished(workdir) if resume else (None, 0.0)
@@ -83,18 +92,18 @@ def bench(
                     )
                     (workdir / LOAD_FILE).write_text(json.dumps(asdict(load)) + "\n")
                 else:
-                    progress(f"run {i + 1}/{runs} {s.name}: reusing the finished boot")
+                    progress(f"run {i + 1}/{total} {s.name}: reusing the finished boot")
                 run = measuring.measure(s.name, i, files, wall)
                 host_load[(s.name, i)] = _host_load(workdir)
             except (booting.BootError, measuring.MeasureError) as exc:
                 failures.append({"scenario": s.name, "index": i, "error": str(exc)})
-                progress(f"run {i + 1}/{runs} {s.name}: FAILED: {exc}")
+                progress(f"run {i + 1}/{total} {s.name}: FAILED: {exc}")
                 continue
             results.append(run)
             load_now = host_load.get((s.name, i))
             busy = " (BUSY HOST)" if load_now is not None and load_now.busy else ""
             progress(
-                f"run {i + 1}/{runs} {s.name}{busy}: {time.monotonic() - t0:.0f} s wall, "
+                f"run {i + 1}/{total} {s.name}{busy}: {time.monotonic() - t0:.0f} s wall, "
                 f"mount max {run.mount.max_ms:.0f} ms, >100ms {run.mount.over_100ms}/"
                 f"{run.mount.n}, makespan {run.makespan_s:.1f} s, "
                 f"pgscan_kswapd {run.vmstat['pgscan_kswapd']}, "
@@ -175,6 +184,7 @@ def document(
         if any(r.scenario == s.name for r in results)
     }
     return {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "guest": {
             "release": guest.release,
             "package": guest.package,

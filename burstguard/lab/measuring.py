@@ -191,6 +191,40 @@ class Run:
     """Raw shrinker_rwsem read-hold durations (do_shrink_slab calls of 1 ms and more)."""
     stalls: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     """The longest holds with the writers they blocked, for the mechanism table."""
+    prefill: Prefill | None = None
+    """The slab the node started the burst with (None: the guest did not record it)."""
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """The reclaimable slab built before the burst, and how long building it took."""
+
+    slab_mb: float
+    """SReclaimable after the fill, MiB."""
+    dentries: int
+    """Dentries in the dcache after the fill (``/proc/sys/fs/dentry-state``)."""
+    files_s: float
+    """Guest seconds creating the empty files."""
+    negdent_s: float
+    """Guest seconds creating the negative dentries."""
+
+
+def parse_prefill(text: str) -> Prefill | None:
+    """``prefill.txt``: uptime before files, after files, after negative dentries, then
+    dentry-state's first two fields and SReclaimable in kB; None when absent or malformed."""
+    parts = text.split()
+    if len(parts) < 6:
+        return None
+    try:
+        t0, t1, t2 = (float(x) for x in parts[:3])
+        return Prefill(
+            slab_mb=round(int(parts[5]) / 1024, 1),
+            dentries=int(parts[3]),
+            files_s=round(t1 - t0, 1),
+            negdent_s=round(t2 - t1, 1),
+        )
+    except ValueError:
+        return None
 
 
 def parse_containers(text: str) -> tuple[list[Container], tuple[int, int] | None]:
@@ -353,6 +387,7 @@ def measure(scenario: str, index: int, files: Mapping[str, bytes], wall_s: float
         start_us=tuple(c.start_us for c in ok),
         hold_us=tuple(e.lat_us for e in holds),
         stalls=_stalls(events),
+        prefill=parse_prefill(text("prefill.txt")),
     )
 
 
@@ -399,6 +434,7 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
         "makespan_s": [r.makespan_s for r in runs],
         "hold_max_ms": [r.holds.max_ms for r in runs],
         "holds_over_100ms": [r.holds.over_100ms for r in runs],
+        "holds_over_1s": [r.holds.over_1s for r in runs],
         "kswapd_hold_max_ms": [r.holds_kswapd.max_ms for r in runs],
         "mount_lock_wait_max_ms": [r.mount_lock_waits.max_ms for r in runs],
         "mount_lock_waits_over_100ms": [r.mount_lock_waits.over_100ms for r in runs],
@@ -409,6 +445,9 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
             max((d.max_ms for d in r.writer_waits.values()), default=0.0) for r in runs
         ],
         **{f"{k}": [float(r.vmstat.get(k, 0)) for r in runs] for k in VMSTAT_KEYS},
+        "slab_mb": [r.prefill.slab_mb if r.prefill else 0.0 for r in runs],
+        "prefill_s": [r.prefill.files_s + r.prefill.negdent_s if r.prefill else 0.0 for r in runs],
+        "wall_s": [r.wall_s for r in runs],
     }
     return {
         "runs": len(runs),

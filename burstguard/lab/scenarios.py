@@ -1,26 +1,26 @@
 """The lab's scenarios: one node, one container-start burst, under the incident's pressure.
 
-Every scenario runs the same workload in a 1 GiB, 2-vCPU guest: a dentry/inode cache
-large enough that a shrinker pass over it is long (empty files and negative dentries, charged
-to the root memory cgroup, so they sit in one list), an anonymous hog (no swap), clean page
-cache filling the rest so the burst starts just above the high watermark, page cache that
-keeps growing during the burst (the incident reproduced it with ``dd``), and a burst of
-container starts, each an overlay mount of several lower layers, a memory cgroup and a
-process faulting in memory. Scenarios differ only in who
-guards the node:
+Every scenario runs the same workload in a 3 GiB, 2-vCPU guest: half of its memory in one
+reclaimable slab list (negative dentries with names long enough for a separate name
+allocation, plus empty files, all in the root memory cgroup), an anonymous hog (no swap)
+leaving little page cache, page cache that keeps growing during the burst, and a burst of
+container starts, more at once than the guest has vCPUs, each a memory cgroup, an overlay
+mount of several lower layers and a process faulting in memory. Little page cache and fast
+anonymous growth drive kswapd's priority down, and each lower priority scans twice as much of
+the one list under ``shrinker_rwsem``. Scenarios differ only in who guards the node:
 
-* ``unguarded`` — the runtime starts a container whenever a slot is free (4 at once).
+* ``unguarded`` — the runtime starts a container whenever a slot is free (8 at once).
 * ``guarded`` — burstguard's node logic in the guest: pacing (1 start per core), node state
   with hysteresis, preparation (targeted ``memory.reclaim`` of the writer's cgroup, then clean
   page cache) when headroom is short of the imminent demand.
 * ``drop-cache-only`` — preparation alone, page cache only (no cgroup target, no pacing).
 * ``pacing-only`` — pacing and node state alone, no preparation.
 * ``wsf`` — unguarded with ``vm.watermark_scale_factor=1000`` (kswapd wakes earlier).
-* ``control`` — the same burst without any memory pressure: what 4 concurrent starts cost on
+* ``control`` — the same burst without any memory pressure: what 8 concurrent starts cost on
   2 emulated vCPUs alone (mount latency here is mostly CPU, not the lock).
 
-Sizes are chosen for emulation on a shared 2-core host (a run takes minutes, not hours);
-``smoke`` shrinks every size so a boot plus a tiny burst fits in a test.
+:data:`QUICK` (``--quick``, the smoke test) shrinks every size so a boot plus a tiny burst fits
+in a test; it reproduces nothing.
 """
 
 from __future__ import annotations
@@ -33,13 +33,27 @@ from typing import Final
 class Workload:
     """What the guest does, in the guest's units."""
 
+    memory_mb: int = 3072
+    """Guest RAM, MiB: large enough that half of it can be one reclaimable slab list."""
     files: int = 50_000
     """Empty files created before the burst (ext4 inodes + dentries), count."""
-    negative_dentries: int = 1_000_000
-    """stat() misses before the burst (negative dentries), count."""
-    hog_mb: int = 300
-    """Anonymous memory held through the run, MiB (there is no swap)."""
-    leave_mb: int = 48
+    negative_dentries: int = 8_000_000
+    """stat() misses before the burst (negative dentries) at most, count."""
+    name_len: int = 40
+    """Length of the negative dentries' names: over 32 characters the name is a separate
+    reclaimable kmalloc (40: 64 bytes), so each dentry holds ~256 bytes. A hold scans a
+    fraction (2/2^priority) of the list's *objects*, so for the same slab size longer names
+    (240: ~700 bytes, a third of the fill time) gave holds a third as long; 40 keeps ~6.5M
+    objects in the list."""
+    slab_mb: int = 1600
+    """Stop the negative-dentry fill once SReclaimable reaches this, MiB (0: no target)."""
+    hog_mb: int | None = None
+    """Anonymous memory held through the run, MiB (there is no swap); None sizes it to leave
+    ``cache_mb`` of page cache."""
+    cache_mb: int = 192
+    """Clean page cache left when the hog is sized automatically, MiB: little, so kswapd finds
+    little but slab to reclaim and its priority drops."""
+    leave_mb: int = 32
     """Free memory above the summed high watermarks when the burst starts, MiB; the rest is
     clean page cache in the ``lab/io`` cgroup."""
     dd_mb: int = 4000
@@ -48,10 +62,12 @@ class Workload:
     """Page cache added every half second during the burst, MiB."""
     containers: int = 120
     """Containers in the burst."""
-    slots: int = 4
-    """Containers alive at once (the node's pod capacity)."""
-    container_mb: int = 12
-    """Anonymous memory each container faults in, MiB."""
+    slots: int = 8
+    """Containers alive at once (the node's pod capacity): more than the guest's vCPUs, so the
+    burst itself contends for CPU."""
+    container_mb: int = 96
+    """Anonymous memory each container faults in, MiB: 8 at once outrun kswapd, whose
+    priority then falls pass by pass (each pass scans twice as much of the slab list)."""
     hold_ms: int = 1500
     """How long each container runs after it started, ms."""
     layers: int = 4
@@ -60,9 +76,11 @@ class Workload:
     """Shortest shrinker hold / writer wait kept in the trace buffer, µs (all go to a hist)."""
 
 
-SMOKE: Final = Workload(
+QUICK: Final = Workload(
+    memory_mb=1024,
     files=2000,
     negative_dentries=20_000,
+    slab_mb=0,
     hog_mb=0,
     leave_mb=600,
     dd_mb=16,
@@ -72,7 +90,8 @@ SMOKE: Final = Workload(
     hold_ms=50,
     trace_min_us=0,
 )
-"""A tiny burst for the test suite: boots, mounts, traces, guards, in a few minutes."""
+"""The ``--quick`` shape (the CI smoke test): a 1 GiB guest, a tiny slab, no pressure, six
+containers; boots, mounts, traces and guards in a few minutes, reproduces nothing."""
 
 
 @dataclass(frozen=True)
@@ -112,16 +131,18 @@ SCENARIOS: Final = {
         Scenario(
             "control",
             "unguarded, no memory pressure (no slab prefill, hog or dd): CPU contention alone",
-            workload=Workload(files=0, negative_dentries=0, hog_mb=0, leave_mb=4096, dd_mb=0),
+            workload=Workload(
+                files=0, negative_dentries=0, slab_mb=0, hog_mb=0, leave_mb=4096, dd_mb=0
+            ),
         ),
     )
 }
 """Every scenario by name, in report order."""
 
 
-def smoke(s: Scenario) -> Scenario:
-    """The same scenario at smoke-test size."""
-    return replace(s, workload=SMOKE)
+def quick(s: Scenario) -> Scenario:
+    """The same scenario at the ``--quick`` (smoke-test) size."""
+    return replace(s, workload=QUICK)
 
 
 def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
@@ -130,7 +151,10 @@ def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
     params = {
         "files": str(w.files),
         "neg": str(w.negative_dentries),
-        "hog": str(w.hog_mb),
+        "namelen": str(w.name_len),
+        "slabmb": str(w.slab_mb),
+        "hog": "auto" if w.hog_mb is None else str(w.hog_mb),
+        "cache": str(w.cache_mb),
         "leave": str(w.leave_mb),
         "ddrate": str(w.dd_rate_mb),
         "dd": str(w.dd_mb),

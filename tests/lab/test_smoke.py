@@ -29,7 +29,7 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             pytest.fail(f"qemu must run in CI (make setup installs it): {reason}")
         pytest.skip(f"qemu cannot run here: {reason}")
     out = tmp_path_factory.mktemp("lab")
-    chosen = [scenarios.smoke(scenarios.SCENARIOS[n]) for n in ("unguarded", "guarded")]
+    chosen = [scenarios.quick(scenarios.SCENARIOS[n]) for n in ("unguarded", "guarded")]
     doc = benchmarking.bench(chosen, 1, out, timeout_s=900)
     doc["_out"] = str(out)
     return doc
@@ -88,7 +88,7 @@ class TestEveryContainerStartsAndIsMeasured:
         self, smoke_report: dict[str, object], scenario: str
     ) -> None:
         run = _run(smoke_report, scenario)
-        size = scenarios.SMOKE.containers
+        size = scenarios.QUICK.containers
         assert run["ok"] and run["containers"] == size
         assert len(run["mount_us"]) == size  # type: ignore[arg-type]
         assert run["makespan_s"] > 0  # type: ignore[operator]
@@ -100,8 +100,8 @@ class TestEveryContainerStartsAndIsMeasured:
         events = measuring.parse_trace((boot / "trace.txt").read_text())
         prealloc = [e for e in events if e.event == "writer_prealloc_shrinker"]
         memcg = [e for e in events if e.event == "writer_alloc_shrinker_info"]
-        assert len(prealloc) >= scenarios.SMOKE.containers
-        assert len(memcg) >= scenarios.SMOKE.containers
+        assert len(prealloc) >= scenarios.QUICK.containers
+        assert len(memcg) >= scenarios.QUICK.containers
 
 
 class TestTheGuardRunsBurstguardInsideTheGuest:
@@ -113,5 +113,5 @@ class TestTheGuardRunsBurstguardInsideTheGuest:
         config = lines[0]
         assert config["event"] == "config" and config["exposed"] is True
         ticks = [x for x in lines if "t" in x]
-        assert sum(x.get("release", 0) for x in ticks) == scenarios.SMOKE.containers
+        assert sum(x.get("release", 0) for x in ticks) == scenarios.QUICK.containers
         assert max(x["starting"] for x in ticks) <= 2  # one start per core on 2 vCPUs

@@ -4,7 +4,8 @@
  * One static binary (gcc -O2 -static) so the guest needs nothing but busybox. Modes:
  *   labload layers DIR L F KB   build L lower layers DIR/l0..l{L-1}, F files of KB each
  *   labload files DIR N         create N empty files (ext4 inodes + dentries for the slab)
- *   labload negdent DIR N SEED  N stat() misses (negative dentries, reclaimable slab)
+ *   labload negdent DIR N PROCS NAMELEN SLAB_MB
+ *                               stat() misses (negative dentries, reclaimable slab)
  *   labload hog MB              fault in MB of anonymous memory, then sleep until killed
  *   labload burst [options]     the container-start burst (see usage())
  *
@@ -125,20 +126,79 @@ static int mode_files(int argc, char **argv)
 	return 0;
 }
 
-static int mode_negdent(int argc, char **argv)
+/* SReclaimable from /proc/meminfo, MiB (-1 when unreadable). */
+static long sreclaimable_mb(void)
 {
-	if (argc < 5)
-		return fprintf(stderr, "usage: labload negdent DIR N SEED\n"), 2;
-	const char *dir = argv[2];
-	long n = atol(argv[3]), seed = atol(argv[4]);
-	mkdir_p(dir);
-	char path[512];
+	char buf[4096];
+	int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *p = strstr(buf, "SReclaimable:");
+	return p ? atol(p + strlen("SReclaimable:")) / 1024 : -1;
+}
+
+/*
+ * Negative dentries as fast as the guest can make them: each process does stat() misses in a
+ * tight loop, relative to an open directory (one path component to look up) and on names of
+ * NAMELEN characters whose counter is bumped in place (no formatting). Names longer than
+ * DNAME_INLINE_LEN (32) get a separate kmalloc for the name, charged as reclaimable slab with
+ * the dentry and freed with it, so each dentry costs ~2-4x the memory and the fill reaches its
+ * size with fewer syscalls. All land in the root memory cgroup's dentry list of one
+ * superblock: one long list for the superblock shrinker. Stops after N misses in all, or once
+ * SReclaimable reaches SLAB_MB (0: no target).
+ */
+static void negdent_worker(int dfd, long n, int seed, int namelen, long slab_mb)
+{
+	char name[256];
+	memset(name, 'n', (size_t)namelen);
+	name[namelen] = 0;
+	name[0] = (char)('a' + seed % 26);
+	name[1] = (char)('a' + seed / 26 % 26);
+	memset(name + namelen - 12, '0', 12); /* a 12-digit counter at the end of the name */
 	struct stat st;
 	for (long i = 0; i < n; i++) {
-		snprintf(path, sizeof path, "%s/missing-%ld-%ld", dir, seed, i);
-		stat(path, &st);
+		int d = namelen - 1;
+		while (name[d] == '9')
+			name[d--] = '0';
+		name[d]++;
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		if (slab_mb > 0 && (i & 16383) == 16383 && sreclaimable_mb() >= slab_mb)
+			break;
 	}
-	return 0;
+}
+
+static int mode_negdent(int argc, char **argv)
+{
+	if (argc < 7)
+		return fprintf(stderr, "usage: labload negdent DIR N PROCS NAMELEN SLAB_MB\n"), 2;
+	const char *dir = argv[2];
+	long n = atol(argv[3]), slab_mb = atol(argv[6]);
+	int procs = atoi(argv[4]), namelen = atoi(argv[5]);
+	if (procs < 1 || procs > 64 || namelen < 16 || namelen > 255)
+		return fprintf(stderr, "labload negdent: PROCS 1-64, NAMELEN 16-255\n"), 2;
+	mkdir_p(dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		die(dir);
+	for (int p = 0; p < procs; p++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			negdent_worker(dfd, n / procs, p, namelen, slab_mb);
+			_exit(0);
+		}
+	}
+	int status, failed = 0;
+	while (wait(&status) > 0)
+		failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return failed ? 1 : 0;
 }
 
 static void touch_anon(long mb)
