@@ -30,9 +30,13 @@ ROWS: Final = (
         "makespan, modelled (Job -> last start done), s", "modelled_makespan_s", "{:.1f}"
     ),
     scenarios.Row("makespan as the API saw it (+ kwok lag), s", "makespan_s", "{:.1f}"),
+    scenarios.Row("makespan / unguarded, same burst (modelled)", "makespan_ratio", "{:.2f}x"),
     scenarios.Row("max pods starting on one node", "max_starting_per_node", "{:d}"),
     scenarios.Row("container start p50, s", "start_p50_s", "{:.2f}"),
     scenarios.Row("container start max, s", "start_max_s", "{:.2f}"),
+    scenarios.Row("nodes asked to prepare before the fire", "prepared_before_fire", "{:d}"),
+    scenarios.Row("last request before the fire, s ahead", "prepared_lead_s", "{:.1f}"),
+    scenarios.Row("memory freed before the fire, GiB (modelled)", "prepared_freed_gib", "{:.1f}"),
 )
 
 PANELS: Final = (
@@ -65,6 +69,7 @@ def write(
     *,
     policies: Sequence[Mapping[str, Any]] = (),
     agent: Mapping[str, Any] | None = None,
+    goals: Sequence[str] = (),
 ) -> bool:
     """report.txt, report.json and report.png in ``out``; False when the PNG was not drawn
     (matplotlib, the ``demo`` extra, is not installed)."""
@@ -73,6 +78,8 @@ def write(
     for r in results:
         if r.note:
             text += f"\n{r.name}: {r.note}"
+    for goal in goals:
+        text += f"\n{goal}"
     (out / "report.txt").write_text(text + "\n")
     meta = {
         "simulated": True,
@@ -80,6 +87,7 @@ def write(
         "scenario": asdict(cfg),
         "policies": list(policies),
         "agent": dict(agent or {}),
+        "goals": list(goals),
     }
     scenarios.dump(columns, meta, out / "report.json")
     return scenarios.plot(
