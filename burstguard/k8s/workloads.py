@@ -170,6 +170,9 @@ class PodCounts:
     """name -> when it was first seen started, monotonic seconds."""
     released_at: dict[str, float] = field(default_factory=dict)
     """name -> when it was first seen without scheduling gates, monotonic seconds."""
+    ungated: set[str] = field(default_factory=set)
+    """Pods first seen without burstguard's gate: created ungated (no policy selected them,
+    or the webhook failed open)."""
 
     def replace(self, objects: list[Mapping[str, Any]]) -> None:
         for obj in objects:
@@ -186,6 +189,10 @@ class PodCounts:
         spec = obj.get("spec") or {}
         now = time.monotonic()
         node = spec.get("nodeName")
+        if name not in self.pods and not any(
+            g.get("name") == names.SCHEDULING_GATE for g in spec.get("schedulingGates") or []
+        ):
+            self.ungated.add(name)
         if not spec.get("schedulingGates"):
             self.released_at.setdefault(name, now)
         if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):

@@ -47,7 +47,7 @@ from burstguard.api import names, units
 from burstguard.core import forecasting, recommending
 from burstguard.core import preparation as planning
 from burstguard.devcluster import cluster as devcluster
-from burstguard.k8s import apiclient, crds, workloads
+from burstguard.k8s import apiclient, crds, webhookconfig, workloads
 from burstguard.simulation import demoreport, monitoring, nodemodel, running
 
 EXIT_OK, EXIT_RUN = 0, 1
@@ -310,6 +310,10 @@ async def _guarded(
         result = monitoring.RunResult(name=name, pods=cfg.pods, note=f"operator: {exc}")
     finally:
         operator.stop()
+        # The configuration outlives the operator: without it the next unguarded run's
+        # creates would each try (and fail open on) a webhook that is gone.
+        with contextlib.suppress(apiclient.ApiError):
+            await webhookconfig.remove(api)
     return result, served
 
 

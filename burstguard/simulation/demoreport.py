@@ -34,6 +34,10 @@ ROWS: Final = (
     scenarios.Row("max pods starting on one node", "max_starting_per_node", "{:d}"),
     scenarios.Row("container start p50, s", "start_p50_s", "{:.2f}"),
     scenarios.Row("container start max, s", "start_max_s", "{:.2f}"),
+    scenarios.Row(
+        "pods created without the gate (ungated or failed open)", "created_ungated", "{:d}"
+    ),
+    scenarios.Row("host load average (1 min), highest", "load_max", "{:.1f}"),
     scenarios.Row("nodes asked to prepare before the fire", "prepared_before_fire", "{:d}"),
     scenarios.Row("last request before the fire, s ahead", "prepared_lead_s", "{:.1f}"),
     scenarios.Row("memory freed before the fire, GiB (modelled)", "prepared_freed_gib", "{:.1f}"),
@@ -101,7 +105,8 @@ def write(
 
 
 def readme_table(path: Path) -> str:
-    """The README's demo table: the committed report's runs, with the policy each used."""
+    """The README's demo table: the committed report's runs, with the policy each used, and
+    the goals it was checked against, met or missed."""
     meta, columns = scenarios.load(path)
     labels = {p["run"]: p["label"] for p in meta.get("policies", [])}
     named = [
@@ -113,7 +118,8 @@ def readme_table(path: Path) -> str:
         )
         for c in columns
     ]
-    return scenarios.markdown(ROWS, named)
+    goals = "".join(f"\n\n{goal}" for goal in meta.get("goals", []))
+    return scenarios.markdown(ROWS, named) + goals
 
 
 if __name__ == "__main__":  # python -m burstguard.simulation.demoreport docs/demo/report.json

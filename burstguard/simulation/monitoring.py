@@ -13,6 +13,7 @@ Every memory number comes from the model (``simulation.nodemodel``), not a kerne
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,11 @@ class RunResult:
     max_starting_per_node: int = 0
     start_p50_s: float | None = None
     start_max_s: float | None = None
+    created_ungated: int = 0
+    """Pods created without burstguard's gate (in a guarded run: the webhook failed open)."""
+    load_max: float | None = None
+    """Highest 1-minute load average of the host during the run (the model runs in wall
+    time: a loaded host slows the control plane and the operator, not the model)."""
     launched: str = "Job"
     """How the burst was created: ``Job`` at once, or ``CronJob <schedule>``."""
     makespan_ratio: float | None = None
@@ -162,6 +168,7 @@ async def follow(
                 reclaiming += sim.state.kswapd_awake or now_wakes > wakes[node]
                 wakes[node] = now_wakes
             result.trace.append((t, released, starting, started, closed, reclaiming))
+            result.load_max = round(max(result.load_max or 0.0, os.getloadavg()[0]), 1)
             if result.all_released_s is None and seen >= cfg.pods and gated == 0:
                 result.all_released_s = t
             show(
@@ -181,6 +188,7 @@ async def follow(
         for task in informers:
             task.cancel()
         await asyncio.gather(*informers, return_exceptions=True)
+    result.created_ungated = len(counts.ungated)
     # Let the last starts settle into the model's counters before reading them.
     fleet.tick(time.time())
     outcome = fleet.outcome()
