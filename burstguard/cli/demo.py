@@ -4,7 +4,9 @@ On an embedded default (20 kwok nodes of 4 cores and 16 GiB, half on a pre-6.7 k
 of 600 pods of 256 MiB each) it brings up the local control plane (``burstguard.devcluster``,
 kwok running the simulated stages of ``simulation.stages``) and hands over to the runner
 (``simulation.demoing``): the same burst without burstguard, then with the operator and a
-policy holding the chart's defaults (``--tuned`` adds a run with a tuned policy, labelled so).
+policy holding the chart's defaults (``--tuned`` adds a run with a tuned policy, labelled so;
+``--cronjob`` adds the burst as a CronJob without burstguard, with it, and with
+``preparation.leadTime``, and checks the lead-time run against its goal).
 ``simulation.monitoring`` follows each run; ``simulation.demoreport`` writes the report (a
 table, ``report.json`` with the policies' specs, ``report.png``) and per-run timelines that
 ``burstguard recommend --timeline`` reads. Every number about node memory is MODELLED, and
@@ -72,6 +74,12 @@ class Line:
     is_flag=True,
     help="Also run a tuned policy with an agent allowed to drop page cache (labelled tuned).",
 )
+@click.option(
+    "--cronjob",
+    is_flag=True,
+    help=f"Also run the burst as a CronJob: unguarded, guarded, and guarded with "
+    f"leadTime {demoing.LEAD_TIME_S}s (each waits up to a minute for its fire).",
+)
 @click.option("--keep", is_flag=True, help="Leave the control plane running at the end.")
 def command(  # noqa: PLR0917 (click passes options as arguments)
     nodes: int,
@@ -82,6 +90,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     out: Path,
     unguarded_only: bool,
     tuned: bool,
+    cronjob: bool,
     keep: bool,
 ) -> None:
     """Run one burst on a simulated fleet without and with burstguard; report and plot."""
@@ -116,6 +125,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
                 cluster,
                 guarded=not unguarded_only,
                 tuned=tuned and not unguarded_only,
+                cron=cronjob,
                 echo=line.echo,
                 show=line.show,
             )
@@ -130,6 +140,8 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     for r in results:
         if r.note:
             click.echo(f"{r.name}: {r.note}")
+    for goal in demoing.goals(results, nodes):
+        click.echo(goal)
     click.echo(
         f"\nfleet: {fleet.stats.publishes} summaries published, {fleet.stats.start_marks} starts "
         f"marked, {fleet.stats.acks} preparation requests served, {fleet.stats.errors} write errors"

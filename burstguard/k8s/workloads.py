@@ -85,6 +85,25 @@ def burst_job(
     }
 
 
+def burst_cronjob(
+    job: Mapping[str, Any], schedule: str, time_zone: str = "Etc/UTC"
+) -> dict[str, Any]:
+    """A CronJob whose runs are ``job`` (a :func:`burst_job`), firing on ``schedule`` in
+    ``time_zone``; one run at a time, and no catching up on missed fires."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": job["metadata"]["name"]},
+        "spec": {
+            "schedule": schedule,
+            "timeZone": time_zone,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 60,
+            "jobTemplate": {"spec": job["spec"]},
+        },
+    }
+
+
 async def create(api: apiclient.Api, path: str, body: Mapping[str, Any]) -> Any:
     """POST an object to a collection path."""
     return await api.request("POST", path, body=dict(body))
@@ -165,6 +184,9 @@ class PodCounts:
     """name -> when it was first seen started, monotonic seconds."""
     released_at: dict[str, float] = field(default_factory=dict)
     """name -> when it was first seen without scheduling gates, monotonic seconds."""
+    ungated: set[str] = field(default_factory=set)
+    """Pods first seen without burstguard's gate: created ungated (no policy selected them,
+    or the webhook failed open)."""
 
     def replace(self, objects: list[Mapping[str, Any]]) -> None:
         for obj in objects:
@@ -181,6 +203,10 @@ class PodCounts:
         spec = obj.get("spec") or {}
         now = time.monotonic()
         node = spec.get("nodeName")
+        if name not in self.pods and not any(
+            g.get("name") == names.SCHEDULING_GATE for g in spec.get("schedulingGates") or []
+        ):
+            self.ungated.add(name)
         if not spec.get("schedulingGates"):
             self.released_at.setdefault(name, now)
         if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):

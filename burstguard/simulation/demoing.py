@@ -13,6 +13,16 @@ uses the agent's defaults too: with the chart's ``agent.preparation.enabled: fal
 plans preparation and reports what it would have done, freeing nothing (the same planner,
 guardrails and executor as the real agent: ``simulation.running``). ``--tuned`` adds a third
 run with the tuned policy and an acting agent that may drop page cache, labelled as tuned.
+
+``--cronjob`` adds the same burst as a CronJob, three times: without burstguard, with it and
+no lead time, and with ``preparation.leadTime`` (:data:`LEAD_TIME_S`). The two guarded runs
+differ in nothing but the lead time: the chart's default policy values, and an agent allowed
+to drop page cache under its default guardrails (the model frees memory only that way). Each
+CronJob is created :data:`CRON_NOTICE_S` or more before its first fire, a whole minute the
+forecasting code (``core.forecasting.fires``) computes from the schedule, and the operator
+forecasts it from the CronJob it watches, as in a cluster. Each run's makespan is also given
+as a ratio to the unguarded run of the same burst, and :func:`goals` checks the lead-time
+run against its goal.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import os
 import random
 import signal
@@ -33,10 +44,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from burstguard.api import names, units
+from burstguard.core import forecasting, recommending
 from burstguard.core import preparation as planning
-from burstguard.core import recommending
 from burstguard.devcluster import cluster as devcluster
-from burstguard.k8s import apiclient, crds, workloads
+from burstguard.k8s import apiclient, crds, webhookconfig, workloads
 from burstguard.simulation import demoreport, monitoring, nodemodel, running
 
 EXIT_OK, EXIT_RUN = 0, 1
@@ -46,6 +57,20 @@ TUNED: Final = "with burstguard, tuned"
 POLICY_NAME: Final = "demo-burst"
 DEFAULTS_LABEL: Final = "chart defaults"
 TUNED_LABEL: Final = "tuned"
+LEAD_TIME_S: Final = 30
+"""``preparation.leadTime`` of the CronJob run prepared ahead, seconds."""
+CRON_NOTICE_S: Final = LEAD_TIME_S + 15
+"""Least time from creating a CronJob to its fire, seconds: the lead time and a margin for
+the operator's watch and forecast (the fire is the next whole minute after that)."""
+CRON_UNGUARDED: Final = "CronJob, without burstguard"
+CRON_GUARDED: Final = "CronJob, with burstguard"
+CRON_AHEAD: Final = f"CronJob, with burstguard, leadTime {LEAD_TIME_S}s"
+DROPPING_LABEL: Final = "chart defaults, agent may drop page cache"
+AHEAD_LABEL: Final = f"chart defaults + leadTime {LEAD_TIME_S}s, agent may drop page cache"
+GOAL_RATIO: Final = 1.15
+"""Goal: the CronJob burst prepared ahead has at most this makespan ratio to unguarded ..."""
+GOAL_RECLAIM_NODES: Final = 1
+"""... and at most this many nodes enter reclaim."""
 
 
 def _free_port() -> int:
@@ -149,6 +174,99 @@ def tuned_policy(cfg: monitoring.DemoConfig) -> dict[str, Any]:
 
 TUNED_AGENT: Final = planning.Params(drop_page_cache=True, drop_cache_cooldown_s=10.0)
 """The tuned run's agent guardrails: drop_caches allowed, 10 s cooldown (default: off, 300 s)."""
+DROPPING_AGENT: Final = planning.Params(drop_page_cache=True)
+"""The CronJob runs' agent guardrails: drop_caches allowed, every other guardrail (300 s
+cooldown, 6 actions an hour) the agent's default."""
+
+
+def ahead_policy() -> dict[str, Any]:
+    """The chart's default policy with ``preparation.leadTime`` set."""
+    body = default_policy()
+    body["spec"] = {**body["spec"], "preparation": {"leadTime": f"{LEAD_TIME_S}s"}}
+    return body
+
+
+def cron_schedule(now: float, notice_s: float = CRON_NOTICE_S) -> monitoring.Schedule:
+    """A daily schedule (UTC) whose next fire is the first whole minute at least
+    ``notice_s`` after ``now``; the fire is computed, and checked, by the forecasting code."""
+    [minute] = forecasting.fires("* * * * *", "Etc/UTC", now + notice_s, now + notice_s + 60)[:1]
+    at = datetime.datetime.fromtimestamp(minute, tz=datetime.UTC)
+    cron = f"{at.minute} {at.hour} * * *"
+    first = forecasting.fires(cron, "Etc/UTC", now, now + 86_400, limit=1)
+    if first != (minute,):
+        raise RuntimeError(f"schedule {cron!r} fires at {first}, not at {minute}")
+    return monitoring.Schedule(cron, minute)
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """One run of the demo."""
+
+    name: str
+    namespace: str
+    policy: dict[str, Any] | None
+    """None: no operator (unguarded)."""
+    label: str
+    agent: running.Config
+    cron: bool = False
+    """Launch the burst as a CronJob (True) or a Job at once."""
+
+
+def plan(
+    cfg: monitoring.DemoConfig, agent: running.Config, *, guarded: bool, tuned: bool, cron: bool
+) -> list[Planned]:
+    """The runs, in order (pure)."""
+    out = [Planned(UNGUARDED, "burst-unguarded", None, DEFAULTS_LABEL, agent)]
+    if guarded:
+        out.append(Planned(GUARDED, "burst-guarded", default_policy(), DEFAULTS_LABEL, agent))
+    if tuned:
+        acting = dataclasses.replace(agent, dry_run=False, preparation=TUNED_AGENT)
+        out.append(Planned(TUNED, "burst-tuned", tuned_policy(cfg), TUNED_LABEL, acting))
+    if cron:
+        dropping = dataclasses.replace(agent, dry_run=False, preparation=DROPPING_AGENT)
+        out.append(Planned(CRON_UNGUARDED, "cron-unguarded", None, DEFAULTS_LABEL, agent, True))
+        if guarded:
+            out += [
+                Planned(
+                    CRON_GUARDED, "cron-guarded", default_policy(), DROPPING_LABEL, dropping, True
+                ),
+                Planned(CRON_AHEAD, "cron-ahead", ahead_policy(), AHEAD_LABEL, dropping, True),
+            ]
+    return out
+
+
+def compare(results: list[monitoring.RunResult]) -> None:
+    """Fill each run's makespan ratio to the unguarded run of the same burst (Job or
+    CronJob), all from this one invocation."""
+    base: dict[bool, float | None] = {}
+    for r in results:
+        cron = r.launched != "Job"
+        if r.name in (UNGUARDED, CRON_UNGUARDED):
+            base[cron] = r.modelled_makespan_s
+        unguarded = base.get(cron)
+        if unguarded and r.modelled_makespan_s is not None:
+            r.makespan_ratio = round(r.modelled_makespan_s / unguarded, 2)
+
+
+def goals(results: list[monitoring.RunResult], nodes: int) -> list[str]:
+    """The CronJob goal, met or missed, in words (empty without a lead-time run)."""
+    out = []
+    for r in results:
+        if r.name != CRON_AHEAD:
+            continue
+        met = (
+            r.completed
+            and r.makespan_ratio is not None
+            and r.makespan_ratio <= GOAL_RATIO
+            and r.nodes_entered_reclaim <= GOAL_RECLAIM_NODES
+        )
+        ratio = "-" if r.makespan_ratio is None else f"{r.makespan_ratio:.2f}x"
+        out.append(
+            f"goal {'met' if met else 'MISSED'} (modelled): {r.name} makespan {ratio} the "
+            f"unguarded CronJob's (goal <= {GOAL_RATIO}x), {r.nodes_entered_reclaim} of "
+            f"{nodes} nodes entered reclaim (goal <= {GOAL_RECLAIM_NODES})"
+        )
+    return out
 
 
 def _agent(config: running.Config) -> dict[str, Any]:
@@ -173,6 +291,7 @@ async def _guarded(
     namespace: str,
     policy: dict[str, Any],
     show: Callable[[str], None],
+    cron: bool = False,
 ) -> tuple[monitoring.RunResult, dict[str, Any] | None]:
     operator = Operator(cluster.kubeconfig_path, out, namespace)
     served: dict[str, Any] | None = None
@@ -182,12 +301,19 @@ async def _guarded(
         await workloads.apply_policy(api, policy)
         served = await workloads.read_policy(api, POLICY_NAME)
         await asyncio.sleep(2.0)  # the operator sees the policy before the burst
-        result = await monitoring.follow(api, fleet, cfg, name=name, namespace=namespace, show=show)
+        schedule = cron_schedule(time.time()) if cron else None
+        result = await monitoring.follow(
+            api, fleet, cfg, name=name, namespace=namespace, show=show, schedule=schedule
+        )
         _scrape(operator, out / f"operator-metrics-{namespace}.txt")
     except RuntimeError as exc:
         result = monitoring.RunResult(name=name, pods=cfg.pods, note=f"operator: {exc}")
     finally:
         operator.stop()
+        # The configuration outlives the operator: without it the next unguarded run's
+        # creates would each try (and fail open on) a webhook that is gone.
+        with contextlib.suppress(apiclient.ApiError):
+            await webhookconfig.remove(api)
     return result, served
 
 
@@ -211,6 +337,7 @@ async def run(
     *,
     guarded: bool,
     tuned: bool,
+    cron: bool = False,
     echo: Callable[[str], None],
     show: Callable[[str], None],
 ) -> tuple[int, list[monitoring.RunResult], running.Fleet]:
@@ -239,25 +366,20 @@ async def run(
     results: list[monitoring.RunResult] = []
     policies: list[dict[str, Any]] = []
     code = EXIT_OK
-    planned: list[tuple[str, str, dict[str, Any] | None, str, running.Config]] = [
-        (UNGUARDED, "burst-unguarded", None, DEFAULTS_LABEL, agent)
-    ]
-    if guarded:
-        planned.append((GUARDED, "burst-guarded", default_policy(), DEFAULTS_LABEL, agent))
-    if tuned:
-        acting = dataclasses.replace(agent, dry_run=False, preparation=TUNED_AGENT)
-        planned.append((TUNED, "burst-tuned", tuned_policy(cfg), TUNED_LABEL, acting))
+    planned = plan(cfg, agent, guarded=guarded, tuned=tuned, cron=cron)
     try:
         await asyncio.sleep(1.0)  # first summaries on every node
-        for i, (name, namespace, policy, label, config) in enumerate(planned):
+        for i, step in enumerate(planned):
+            name, namespace, policy, config = step.name, step.namespace, step.policy, step.agent
             if i:
                 fleet.reset(initial)
                 fleet.config = config
                 await asyncio.sleep(2.0)  # fresh summaries from the reset fleet
             echo(f"run {i + 1}/{len(planned)}: {cfg.pods} pods {name}")
             if policy is None:
+                schedule = cron_schedule(time.time()) if step.cron else None
                 result = await monitoring.follow(
-                    api, fleet, cfg, name=name, namespace=namespace, show=show
+                    api, fleet, cfg, name=name, namespace=namespace, show=show, schedule=schedule
                 )
             else:
                 result, served = await _guarded(
@@ -270,11 +392,12 @@ async def run(
                     namespace=namespace,
                     policy=policy,
                     show=show,
+                    cron=step.cron,
                 )
                 policies.append(
                     {
                         "run": name,
-                        "label": label,
+                        "label": step.label,
                         "name": POLICY_NAME,
                         "spec": (served or {}).get("spec", policy["spec"]),
                         "served": served is not None,
@@ -294,7 +417,15 @@ async def run(
         await fleet_task
         await api.close()
         if results:
-            demoreport.write(results, cfg, out, policies=policies, agent=_agent(agent))
+            compare(results)
+            demoreport.write(
+                results,
+                cfg,
+                out,
+                policies=policies,
+                agent=_agent(agent),
+                goals=goals(results, cfg.nodes),
+            )
     return code, results, fleet
 
 

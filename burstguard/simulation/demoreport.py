@@ -30,9 +30,17 @@ ROWS: Final = (
         "makespan, modelled (Job -> last start done), s", "modelled_makespan_s", "{:.1f}"
     ),
     scenarios.Row("makespan as the API saw it (+ kwok lag), s", "makespan_s", "{:.1f}"),
+    scenarios.Row("makespan / unguarded, same burst (modelled)", "makespan_ratio", "{:.2f}x"),
     scenarios.Row("max pods starting on one node", "max_starting_per_node", "{:d}"),
     scenarios.Row("container start p50, s", "start_p50_s", "{:.2f}"),
     scenarios.Row("container start max, s", "start_max_s", "{:.2f}"),
+    scenarios.Row(
+        "pods created without the gate (ungated or failed open)", "created_ungated", "{:d}"
+    ),
+    scenarios.Row("host load average (1 min), highest", "load_max", "{:.1f}"),
+    scenarios.Row("nodes asked to prepare before the fire", "prepared_before_fire", "{:d}"),
+    scenarios.Row("last request before the fire, s ahead", "prepared_lead_s", "{:.1f}"),
+    scenarios.Row("memory freed before the fire, GiB (modelled)", "prepared_freed_gib", "{:.1f}"),
 )
 
 PANELS: Final = (
@@ -65,6 +73,7 @@ def write(
     *,
     policies: Sequence[Mapping[str, Any]] = (),
     agent: Mapping[str, Any] | None = None,
+    goals: Sequence[str] = (),
 ) -> bool:
     """report.txt, report.json and report.png in ``out``; False when the PNG was not drawn
     (matplotlib, the ``demo`` extra, is not installed)."""
@@ -73,6 +82,8 @@ def write(
     for r in results:
         if r.note:
             text += f"\n{r.name}: {r.note}"
+    for goal in goals:
+        text += f"\n{goal}"
     (out / "report.txt").write_text(text + "\n")
     meta = {
         "simulated": True,
@@ -80,6 +91,7 @@ def write(
         "scenario": asdict(cfg),
         "policies": list(policies),
         "agent": dict(agent or {}),
+        "goals": list(goals),
     }
     scenarios.dump(columns, meta, out / "report.json")
     return scenarios.plot(
@@ -93,7 +105,8 @@ def write(
 
 
 def readme_table(path: Path) -> str:
-    """The README's demo table: the committed report's runs, with the policy each used."""
+    """The README's demo table: the committed report's runs, with the policy each used, and
+    the goals it was checked against, met or missed."""
     meta, columns = scenarios.load(path)
     labels = {p["run"]: p["label"] for p in meta.get("policies", [])}
     named = [
@@ -105,7 +118,8 @@ def readme_table(path: Path) -> str:
         )
         for c in columns
     ]
-    return scenarios.markdown(ROWS, named)
+    goals = "".join(f"\n\n{goal}" for goal in meta.get("goals", []))
+    return scenarios.markdown(ROWS, named) + goals
 
 
 if __name__ == "__main__":  # python -m burstguard.simulation.demoreport docs/demo/report.json

@@ -1,18 +1,23 @@
 """Following one burst of the demo: the Job's pods, the nodes' intake, the model's reclaim.
 
-Watches the burst's namespace and the simulated nodes' intake labels, samples every half
-second (released / starting / started pods, closed nodes, nodes in modelled reclaim), shows a
-progress line through the caller's ``show``, and when every pod started (or time ran out)
-reads the fleet's outcome counters into a :class:`RunResult`. Every memory number comes from
-the model (``simulation.nodemodel``), not a kernel.
+The burst is a Job created at once, or a CronJob (:class:`Schedule`) created ahead of the
+fire it is followed for, so that an operator with ``preparation.leadTime`` can forecast it
+from the schedule and prepare nodes before it lands; a CronJob run's clock starts at its
+scheduled fire. Watches the burst's namespace and the simulated nodes' intake labels,
+samples every half second (released / starting / started pods, closed nodes, nodes in
+modelled reclaim), shows a progress line through the caller's ``show``, and when every pod
+started (or time ran out) reads the fleet's outcome counters into a :class:`RunResult`.
+Every memory number comes from the model (``simulation.nodemodel``), not a kernel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from burstguard.k8s import apiclient, watching, workloads
 from burstguard.simulation import running
@@ -42,6 +47,20 @@ class DemoConfig:
     """Longest one run may take, seconds."""
 
 
+JOB_NAME: Final = "burst"
+"""Name of the burst's Job (and of its CronJob)."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A CronJob launch: the schedule it is created with and the fire the run follows."""
+
+    cron: str
+    """``spec.schedule`` (five fields, UTC)."""
+    fires_at: float
+    """The fire followed, Unix seconds (the first the schedule has after creation)."""
+
+
 @dataclass
 class RunResult:
     """One burst's outcome."""
@@ -60,6 +79,21 @@ class RunResult:
     max_starting_per_node: int = 0
     start_p50_s: float | None = None
     start_max_s: float | None = None
+    created_ungated: int = 0
+    """Pods created without burstguard's gate (in a guarded run: the webhook failed open)."""
+    load_max: float | None = None
+    """Highest 1-minute load average of the host during the run (the model runs in wall
+    time: a loaded host slows the control plane and the operator, not the model)."""
+    launched: str = "Job"
+    """How the burst was created: ``Job`` at once, or ``CronJob <schedule>``."""
+    makespan_ratio: float | None = None
+    """Modelled makespan over the unguarded run's of the same burst (same report)."""
+    prepared_before_fire: int | None = None
+    """CronJob runs: nodes whose preparation request arrived before the fire."""
+    prepared_lead_s: float | None = None
+    """CronJob runs: seconds from the last such request's arrival to the fire."""
+    prepared_freed_gib: float | None = None
+    """CronJob runs: memory the simulated agents freed for those requests, GiB (modelled)."""
     note: str = ""
     trace: list[tuple[float, int, int, int, int, int]] = field(default_factory=list)
     """(t, released, starting, started, closed nodes, nodes in reclaim) every half second."""
@@ -73,8 +107,10 @@ async def follow(
     name: str,
     namespace: str,
     show: Callable[[str], None],
+    schedule: Schedule | None = None,
 ) -> RunResult:
-    """Launch the Job in ``namespace`` and follow it until every pod started (or timeout)."""
+    """Launch the Job (or the CronJob of ``schedule``) in ``namespace`` and follow it until
+    every pod started (or timeout)."""
     result = RunResult(name=name, pods=cfg.pods)
     await workloads.create_namespace(api, namespace)
     counts = workloads.PodCounts(namespace)
@@ -92,12 +128,30 @@ async def follow(
             ).run()
         ),
     ]
-    job = workloads.burst_job("burst", cfg.pods, memory=cfg.pod_memory, run_seconds=cfg.run_seconds)
-    began = time.monotonic()
-    began_wall = time.time()
+    job = workloads.burst_job(
+        JOB_NAME, cfg.pods, memory=cfg.pod_memory, run_seconds=cfg.run_seconds
+    )
     wakes = {name: sim.state.counters.kswapd_wakes for name, sim in fleet.nodes.items()}
+    asked = len(fleet.stats.prepared)
     try:
-        await workloads.create(api, f"/apis/batch/v1/namespaces/{namespace}/jobs", job)
+        if schedule is None:
+            began, began_wall = time.monotonic(), time.time()
+            await workloads.create(api, f"/apis/batch/v1/namespaces/{namespace}/jobs", job)
+        else:
+            result.launched = f"CronJob {schedule.cron}"
+            await workloads.create(
+                api,
+                f"/apis/batch/v1/namespaces/{namespace}/cronjobs",
+                workloads.burst_cronjob(job, schedule.cron),
+            )
+            began_wall = schedule.fires_at
+            began = time.monotonic() + (began_wall - time.time())
+            while time.monotonic() < began:
+                show(
+                    f"[{name}] CronJob {schedule.cron} fires in {began - time.monotonic():4.0f} s"
+                    f"  |  nodes asked to prepare {len(fleet.stats.prepared) - asked}  (SIMULATED)"
+                )
+                await asyncio.sleep(min(1.0, max(0.0, began - time.monotonic())))
         while True:
             await asyncio.sleep(0.5)
             t = time.monotonic() - began
@@ -114,6 +168,7 @@ async def follow(
                 reclaiming += sim.state.kswapd_awake or now_wakes > wakes[node]
                 wakes[node] = now_wakes
             result.trace.append((t, released, starting, started, closed, reclaiming))
+            result.load_max = round(max(result.load_max or 0.0, os.getloadavg()[0]), 1)
             if result.all_released_s is None and seen >= cfg.pods and gated == 0:
                 result.all_released_s = t
             show(
@@ -133,6 +188,7 @@ async def follow(
         for task in informers:
             task.cancel()
         await asyncio.gather(*informers, return_exceptions=True)
+    result.created_ungated = len(counts.ungated)
     # Let the last starts settle into the model's counters before reading them.
     fleet.tick(time.time())
     outcome = fleet.outcome()
@@ -146,4 +202,10 @@ async def follow(
     result.start_max_s = outcome.get("start_max_s")
     if result.completed and fleet.stats.last_started_at:
         result.modelled_makespan_s = round(fleet.stats.last_started_at - began_wall, 2)
+    if schedule is not None:
+        ahead = [p for p in fleet.stats.prepared[asked:] if p.at < began_wall]
+        result.prepared_before_fire = len({p.node for p in ahead})
+        if ahead:
+            result.prepared_lead_s = round(began_wall - max(p.at for p in ahead), 2)
+            result.prepared_freed_gib = round(sum(p.freed_bytes for p in ahead) / 2**30, 2)
     return result

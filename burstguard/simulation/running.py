@@ -117,6 +117,18 @@ class ModelExecutor(preparing.Executor):
         return f"{path}: cgroup reclaim is not modelled"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One preparation request the fleet served."""
+
+    node: str
+    at: float
+    """When the fleet saw the request, Unix seconds."""
+    bytes_wanted: int
+    freed_bytes: int
+    """What the simulated agent freed for it, bytes (0 in a dry run)."""
+
+
 @dataclass
 class Stats:
     """What the process did."""
@@ -132,6 +144,8 @@ class Stats:
     started_durations: list[float] = field(default_factory=list)
     last_started_at: float = 0.0
     """Wall time the last modelled start finished, Unix seconds."""
+    prepared: list[Prepared] = field(default_factory=list)
+    """Every preparation request served, in order."""
 
 
 class _Pods:
@@ -285,6 +299,7 @@ class Fleet:
         )
         ack = sim.executor.execute(plan, request.id, sim.params.shrinker_exposed, now)
         self.stats.acks += 1
+        self.stats.prepared.append(Prepared(node, now, request.bytes_wanted, ack.freed_bytes))
         self._spawn(
             simnodes.annotate_node(
                 self.api, node, {names.PREPARE_ACK_ANNOTATION: preparationack.encode(ack)}

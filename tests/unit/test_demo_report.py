@@ -3,6 +3,7 @@ as a simulation; and the README's demo table is the committed report's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from burstguard.api import policy as policy_api
 from burstguard.reporting import scenarios
-from burstguard.simulation import demoing, demoreport, monitoring
+from burstguard.simulation import demoing, demoreport, monitoring, running
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "docs" / "demo" / "report.json"
@@ -104,3 +105,85 @@ def test_the_readme_demo_table_is_the_committed_reports() -> None:
     assert demoreport.readme_table(COMMITTED) in readme, (
         "regenerate: python -m burstguard.simulation.demoreport docs/demo/report.json"
     )
+
+
+def test_a_cronjob_schedule_fires_on_the_first_whole_minute_after_the_notice() -> None:
+    now = 1_800_000_000.0 + 17.5  # 17.5 s past a whole minute
+    schedule = demoing.cron_schedule(now, notice_s=45)
+    assert schedule.fires_at == 1_800_000_060.0 + 60  # 17.5 + 45 = 62.5 s: the next minute
+    assert schedule.fires_at - now >= 45
+    minute, hour, *rest = schedule.cron.split()
+    assert rest == ["*", "*", "*"]
+    assert (int(hour) * 60 + int(minute)) * 60 == int(schedule.fires_at) % 86_400
+
+
+def test_the_cronjob_runs_differ_only_in_the_lead_time() -> None:
+    runs = demoing.plan(
+        monitoring.DemoConfig(),
+        running.Config(),
+        guarded=True,
+        tuned=False,
+        cron=True,
+    )
+    by_name = {r.name: r for r in runs}
+    assert [r.name for r in runs] == [
+        demoing.UNGUARDED,
+        demoing.GUARDED,
+        demoing.CRON_UNGUARDED,
+        demoing.CRON_GUARDED,
+        demoing.CRON_AHEAD,
+    ]
+    assert by_name[demoing.CRON_UNGUARDED].policy is None
+    guarded, ahead = by_name[demoing.CRON_GUARDED], by_name[demoing.CRON_AHEAD]
+    assert guarded.cron and ahead.cron and by_name[demoing.CRON_UNGUARDED].cron
+    assert guarded.agent == ahead.agent and not guarded.agent.dry_run
+    assert guarded.agent.preparation.drop_page_cache
+    assert guarded.policy is not None and ahead.policy is not None
+    plain = policy_api.parse(guarded.policy).spec
+    early = policy_api.parse(ahead.policy).spec
+    assert plain == policy_api.parse(demoing.default_policy()).spec
+    assert plain.preparation.lead_time_s == 0
+    assert early.preparation.lead_time_s == demoing.LEAD_TIME_S
+    assert early.pacing == plain.pacing and early.headroom == plain.headroom
+    assert dataclasses.replace(early.preparation, lead_time_s=0) == plain.preparation
+
+
+def ran(name: str, makespan: float | None, reclaim: int, launched: str) -> monitoring.RunResult:
+    return monitoring.RunResult(
+        name=name,
+        pods=600,
+        completed=makespan is not None,
+        modelled_makespan_s=makespan,
+        nodes_entered_reclaim=reclaim,
+        launched=launched,
+    )
+
+
+def test_each_makespan_is_compared_with_the_unguarded_run_of_the_same_burst() -> None:
+    cron = "CronJob 1 2 * * *"
+    results = [
+        ran(demoing.UNGUARDED, 6.0, 20, "Job"),
+        ran(demoing.GUARDED, 12.0, 2, "Job"),
+        ran(demoing.CRON_UNGUARDED, 8.0, 20, cron),
+        ran(demoing.CRON_GUARDED, 20.0, 3, cron),
+        ran(demoing.CRON_AHEAD, None, 0, cron),
+    ]
+    demoing.compare(results)
+    assert [r.makespan_ratio for r in results] == [1.0, 2.0, 1.0, 2.5, None]
+
+
+def test_the_lead_time_goal_is_reported_met_or_missed() -> None:
+    cron = "CronJob 1 2 * * *"
+    base = ran(demoing.CRON_UNGUARDED, 10.0, 20, cron)
+    for makespan, reclaim, verdict in (
+        (11.5, 1, "goal met"),
+        (11.6, 0, "goal MISSED"),
+        (10.0, 2, "goal MISSED"),
+        (None, 0, "goal MISSED"),
+    ):
+        results = [base, ran(demoing.CRON_AHEAD, makespan, reclaim, cron)]
+        demoing.compare(results)
+        [line] = demoing.goals(results, 20)
+        assert line.startswith(verdict), line
+        assert f"{reclaim} of 20 nodes" in line
+    assert demoing.goals([base], 20) == []
