@@ -98,8 +98,12 @@ def root_and_setpriv() -> None:
         pytest.skip("setpriv (util-linux) is not installed")
 
 
+OBSERVING = {"agent": {"preparation": {"enabled": False}}}
+"""The agent observing only (preparation is on by default): the non-root identity."""
+
+
 def test_the_observing_agents_identity_samples_the_host_proc_without_capabilities() -> None:
-    uid = agent_uid({})
+    uid = agent_uid(OBSERVING)
     assert uid != 0
     python = next((p for p in SYSTEM_PYTHONS if os.access(p, os.X_OK)), None)
     if python is None:
@@ -119,6 +123,6 @@ def test_the_preparing_agents_identity_writes_vm_sysctls_without_capabilities() 
     done = as_identity(uid, compact)
     assert done.returncode == 0, done.stderr
     # and uid 0 is what makes it work: the observing identity is refused the same write.
-    refused = as_identity(agent_uid({}), compact)
+    refused = as_identity(agent_uid(OBSERVING), compact)
     assert refused.returncode != 0
     assert "Permission denied" in refused.stderr

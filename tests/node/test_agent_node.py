@@ -167,4 +167,4 @@ class TestDegradation:
         assert summary is not None
         assert summary.signal_source == "procfs"
         assert "bpftrace not found" in summary.degraded_reason
-        assert runner.processes == {}
+        assert runner.programs == {}
