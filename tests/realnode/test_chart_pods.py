@@ -279,20 +279,7 @@ def test_a_paced_job_is_gated_by_the_in_cluster_webhook_and_released_to_succeede
             "backoffLimit": 0,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 0,
-                    "nodeSelector": {devcluster.NODE_LABEL: realnode.NODE_LABEL_VALUE},
-                    "containers": [
-                        {
-                            "name": "work",
-                            "image": localimages.WORKLOAD_IMAGE,
-                            "imagePullPolicy": "Never",
-                            "args": ["16", "1"],
-                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                        }
-                    ],
-                },
+                "spec": workload_spec(memory="32Mi"),
             },
         },
     }
@@ -486,25 +473,30 @@ def test_preparation_as_a_pod_drops_host_page_cache_and_the_operator_reads_the_a
     assert f"freed {ack.freed_bytes} of {ack.bytes_wanted} B" in line, line
 
 
+def workload_spec(*, memory: str) -> dict[str, Any]:
+    """A pod spec running the local workload image on real-0, asking ``memory``."""
+    return {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 0,
+        "nodeSelector": {devcluster.NODE_LABEL: realnode.NODE_LABEL_VALUE},
+        "containers": [
+            {
+                "name": "work",
+                "image": localimages.WORKLOAD_IMAGE,
+                "imagePullPolicy": "Never",
+                "args": ["16", "1"],
+                "resources": {"requests": {"cpu": "10m", "memory": memory}},
+            }
+        ],
+    }
+
+
 def operating_pod(name: str, labels: dict[str, str], *, memory: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 0,
-            "nodeSelector": {devcluster.NODE_LABEL: realnode.NODE_LABEL_VALUE},
-            "containers": [
-                {
-                    "name": "work",
-                    "image": localimages.WORKLOAD_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "args": ["16", "1"],
-                    "resources": {"requests": {"cpu": "10m", "memory": memory}},
-                }
-            ],
-        },
+        "spec": workload_spec(memory=memory),
     }
 
 
