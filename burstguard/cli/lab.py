@@ -33,6 +33,17 @@ def _names(values: tuple[str, ...], runs: int) -> dict[str, int]:
     return chosen or {"unguarded": runs, "guarded": runs}
 
 
+def _sizes(values: tuple[str, ...]) -> dict[str, int]:
+    """``SIZE=N`` options as a mapping."""
+    sizes: dict[str, int] = {}
+    for v in values:
+        name, sep, number = v.partition("=")
+        if not sep or not name.strip() or not number.lstrip("-").isdigit():
+            raise click.UsageError(f"--set {v}: expected SIZE=INTEGER")
+        sizes[name.strip()] = int(number)
+    return sizes
+
+
 @click.command("lab")
 @click.option(
     "--scenario",
@@ -66,6 +77,15 @@ def _names(values: tuple[str, ...], runs: int) -> dict[str, int]:
     is_flag=True,
     help="The CI smoke shape: a 1 GiB guest, tiny slab, no pressure, six containers; "
     "minutes instead of the full shape's ~10 (reproduces nothing).",
+)
+@click.option(
+    "--set",
+    "size_opts",
+    multiple=True,
+    metavar="SIZE=N",
+    help="Change one workload size for every scenario (repeatable), e.g. grow_mb=256: "
+    "names as in burstguard/lab/scenarios.py's Workload. The control keeps its "
+    "no-pressure sizes. The report records the sizes it ran with.",
 )
 @click.option(
     "--memory-mb",
@@ -111,6 +131,7 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     runs: int,
     out: Path,
     quick: bool,
+    size_opts: tuple[str, ...],
     memory_mb: int | None,
     timeout_s: float,
     no_kvm: bool,
@@ -137,6 +158,12 @@ def command(  # noqa: PLR0917 (click passes options as arguments)
     chosen = [scenarios.SCENARIOS[n] for n in names]
     if quick:
         chosen = [scenarios.quick(s) for s in chosen]
+    if size_opts:
+        sizes = _sizes(size_opts)
+        try:
+            chosen = [scenarios.with_sizes(s, sizes) for s in chosen]
+        except ValueError as exc:
+            raise click.UsageError(f"--set: {exc}") from exc
     # SIGTERM (CI timeout, kill) must still stop qemu: turn it into SystemExit so the
     # booting module's exit hook kills the process group.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -193,7 +193,10 @@ def document(
         },
         "accel": accel,
         "machine": asdict(machine),
-        "workload": asdict(chosen[0].workload) if chosen else {},
+        "workload": next(
+            (asdict(s.workload) for s in chosen if s.pressure),
+            asdict(chosen[0].workload) if chosen else {},
+        ),
         "scenarios_run": [
             {
                 "name": s.name,

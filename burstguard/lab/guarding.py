@@ -70,6 +70,10 @@ class GuardConfig:
     prepare_cooldown_s: float = 1.0
     """Least time between two requests and between two actions of a kind, seconds (the
     lab's burst lasts about a minute; real nodes use the policy defaults of 30-300 s)."""
+    max_gate_s: float = 120.0
+    """Longest a start stays gated before it is released anyway (the policy's
+    maxGateSeconds, 600 s on real nodes, scaled like the cooldowns), seconds: the operator's
+    pacer never strands a pod, so neither does the lab's."""
     prepare_min_bytes: int = 16 * MIB
     """Smallest shortfall worth a request, bytes."""
     reclaim_cgroups: tuple[str, ...] = ()
@@ -85,6 +89,7 @@ def pacing_policy(cfg: GuardConfig) -> policy_api.Pacing:
         max_starting_per_core=cfg.max_starting_per_core,
         release_per_second=50.0,
         burst=100,
+        max_gate_seconds=max(1, round(cfg.max_gate_s)),
         pod_startup_memory_bytes=cfg.pod_cost_bytes,
     )
 
@@ -236,13 +241,17 @@ def run(cfg: GuardConfig, fifos: Fifos | None, out: TextIO, ready: str, go: str)
                         "done": [asdict(a) for a in ack.actions],
                     }
         if fifos is not None and queue:
-            plan = pacing.plan(queue, [view], pace_policy, bucket=bucket, now=tick - t0)
+            # as the operator's pacer: overdue starts first, regardless of budget
+            late = len(pacing.overdue(queue, pace_policy.max_gate_seconds, tick - t0))
+            plan = pacing.plan(queue[late:], [view], pace_policy, bucket=bucket, now=tick - t0)
             bucket = plan.bucket
-            n = fifos.release(len(plan.release))
+            n = fifos.release(late + len(plan.release))
             released += n
             del queue[:n]
             record["release"] = n
             record["limited_by"] = plan.limited_by
+            if late:
+                record["overdue"] = late
         out.write(json.dumps(record) + "\n")
         if fifos is not None and not queue and started >= cfg.containers:
             break

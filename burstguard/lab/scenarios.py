@@ -25,7 +25,8 @@ in a test; it reproduces nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Final
 
 
@@ -60,6 +61,13 @@ class Workload:
     """Page cache added during the burst at most, MiB (stopped when the burst ends)."""
     dd_rate_mb: int = 4
     """Page cache added every half second during the burst, MiB."""
+    grow_mb: int = 0
+    """Anonymous memory the node's running pods add from the burst's start, MiB (0: none).
+    Ungated and in no start slot: the pressure a node's running pods put on it while new
+    pods keep starting, so mounts go on while kswapd reclaims. Off by default: on a quiet
+    host the shapes tried with it gave shorter holds (LAB.md, "Why these sizes")."""
+    grow_rate_mb: int = 16
+    """How fast the running pods grow, MiB per second."""
     containers: int = 120
     """Containers in the burst."""
     slots: int = 8
@@ -89,6 +97,7 @@ QUICK: Final = Workload(
     container_mb=4,
     hold_ms=50,
     trace_min_us=0,
+    grow_mb=0,
 )
 """The ``--quick`` shape (the CI smoke test): a 1 GiB guest, a tiny slab, no pressure, six
 containers; boots, mounts, traces and guards in a few minutes, reproduces nothing."""
@@ -110,6 +119,9 @@ class Scenario:
     """vm.watermark_scale_factor to set before the burst; None keeps the default (10)."""
     workload: Workload = Workload()
     """Sizes."""
+    pressure: bool = True
+    """Whether the node is under memory pressure; ``--set`` leaves the pressure sizes of a
+    scenario without it (the control) alone."""
 
 
 IO_CGROUP: Final = "/sys/fs/cgroup/lab/io"
@@ -132,8 +144,15 @@ SCENARIOS: Final = {
             "control",
             "unguarded, no memory pressure (no slab prefill, hog or dd): CPU contention alone",
             workload=Workload(
-                files=0, negative_dentries=0, slab_mb=0, hog_mb=0, leave_mb=4096, dd_mb=0
+                files=0,
+                negative_dentries=0,
+                slab_mb=0,
+                hog_mb=0,
+                leave_mb=4096,
+                dd_mb=0,
+                grow_mb=0,
             ),
+            pressure=False,
         ),
     )
 }
@@ -143,6 +162,33 @@ SCENARIOS: Final = {
 def quick(s: Scenario) -> Scenario:
     """The same scenario at the ``--quick`` (smoke-test) size."""
     return replace(s, workload=QUICK)
+
+
+PRESSURE_FIELDS: Final = frozenset(
+    {
+        "files",
+        "negative_dentries",
+        "slab_mb",
+        "hog_mb",
+        "cache_mb",
+        "leave_mb",
+        "dd_mb",
+        "dd_rate_mb",
+        "grow_mb",
+        "grow_rate_mb",
+    }
+)
+"""Workload sizes that make memory pressure (a scenario without pressure keeps its own)."""
+
+
+def with_sizes(s: Scenario, sizes: Mapping[str, int]) -> Scenario:
+    """The scenario with some workload sizes changed (``burstguard lab --set``), except the
+    pressure sizes of a scenario that has none. Raises ValueError for an unknown size."""
+    unknown = sorted(set(sizes) - {f.name for f in fields(Workload)})
+    if unknown:
+        raise ValueError(f"unknown size {', '.join(unknown)}")
+    keep = {k: v for k, v in sizes.items() if s.pressure or k not in PRESSURE_FIELDS}
+    return replace(s, workload=replace(s.workload, **keep))
 
 
 def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
@@ -158,6 +204,8 @@ def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
         "leave": str(w.leave_mb),
         "ddrate": str(w.dd_rate_mb),
         "dd": str(w.dd_mb),
+        "grow": str(w.grow_mb),
+        "growrate": str(w.grow_rate_mb),
         "n": str(w.containers),
         "slots": str(w.slots),
         "mb": str(w.container_mb),

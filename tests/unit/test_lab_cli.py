@@ -1,4 +1,4 @@
-"""``burstguard lab``'s scenario list: a per-scenario run count for the quiet-window split."""
+"""``burstguard lab``'s options: per-scenario run counts and workload sizes (``--set``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import click
 import pytest
 
 from burstguard.cli import lab
+from burstguard.lab import scenarios
 
 
 def test_a_scenario_takes_runs_unless_it_names_its_own() -> None:
@@ -21,3 +22,28 @@ def test_no_scenario_means_unguarded_and_guarded() -> None:
 def test_a_bad_run_count_is_a_usage_error(bad: str) -> None:
     with pytest.raises(click.UsageError):
         lab._names((bad,), 3)
+
+
+def test_set_changes_a_size_for_every_pressured_scenario() -> None:
+    sizes = lab._sizes(("grow_mb=128", "container_mb=48"))
+    guarded = scenarios.with_sizes(scenarios.SCENARIOS["guarded"], sizes)
+    assert (guarded.workload.grow_mb, guarded.workload.container_mb) == (128, 48)
+    assert scenarios.kernel_params(guarded)["grow"] == "128"
+
+
+def test_set_leaves_the_controls_pressure_alone_but_not_its_burst() -> None:
+    sizes = lab._sizes(("grow_mb=128", "container_mb=48"))
+    control = scenarios.with_sizes(scenarios.SCENARIOS["control"], sizes)
+    assert control.workload.grow_mb == 0
+    assert control.workload.container_mb == 48
+
+
+@pytest.mark.parametrize("bad", ["grow_mb", "grow_mb=x", "=3"])
+def test_a_malformed_size_is_a_usage_error(bad: str) -> None:
+    with pytest.raises(click.UsageError):
+        lab._sizes((bad,))
+
+
+def test_an_unknown_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="no_such_size"):
+        scenarios.with_sizes(scenarios.SCENARIOS["guarded"], {"no_such_size": 1})

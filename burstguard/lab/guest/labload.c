@@ -7,6 +7,9 @@
  *   labload negdent DIR N PROCS NAMELEN SLAB_MB
  *                               stat() misses (negative dentries, reclaimable slab)
  *   labload hog MB              fault in MB of anonymous memory, then sleep until killed
+ *   labload grow MB RATE        fault in MB of anonymous memory at RATE MiB/s (a node's
+ *                               running pods growing: pressure no start slot holds), then
+ *                               sleep until killed
  *   labload burst [options]     the container-start burst (see usage())
  *
  * A "container" here is what a container runtime does on start, in the order it does it:
@@ -222,6 +225,34 @@ static int mode_hog(int argc, char **argv)
 		pause();
 }
 
+static int mode_grow(int argc, char **argv)
+{
+	if (argc < 4)
+		return fprintf(stderr, "usage: labload grow MB RATE_MB_PER_S\n"), 2;
+	long mb = atol(argv[2]);
+	double rate = atof(argv[3]);
+	if (mb <= 0 || rate <= 0)
+		return fprintf(stderr, "labload grow: MB and RATE must be positive\n"), 2;
+	size_t len = (size_t)mb << 20;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	int64_t t0 = now_us();
+	for (size_t off = 0; off < len; off += 4096) {
+		if ((off & ((1 << 20) - 1)) == 0) { /* each MiB on its schedule */
+			int64_t due = t0 + (int64_t)((double)(off >> 20) * 1e6 / rate);
+			int64_t wait = due - now_us();
+			if (wait > 0)
+				usleep((useconds_t)wait);
+		}
+		p[off] = 1;
+	}
+	printf("grow done %lld us\n", (long long)(now_us() - t0));
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
 struct burst {
 	int n, slots, mb, hold_ms, layers;
 	const char *layer_dir, *work_dir, *cg_parent, *gate, *started, *out;
@@ -406,7 +437,7 @@ static int mode_burst(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: labload layers|files|negdent|hog|burst ...\n");
+		fprintf(stderr, "usage: labload layers|files|negdent|hog|grow|burst ...\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "layers"))
@@ -417,6 +448,8 @@ int main(int argc, char **argv)
 		return mode_negdent(argc, argv);
 	if (!strcmp(argv[1], "hog"))
 		return mode_hog(argc, argv);
+	if (!strcmp(argv[1], "grow"))
+		return mode_grow(argc, argv);
 	if (!strcmp(argv[1], "burst"))
 		return mode_burst(argc, argv);
 	fprintf(stderr, "labload: unknown mode %s\n", argv[1]);
