@@ -54,7 +54,10 @@ class GuardConfig:
     containers: int
     """Containers in the burst (the queue), count."""
     pod_cost_bytes: int
-    """Memory one container start costs (podStartupMemory), bytes."""
+    """Memory one container start costs (podStartupMemory), bytes: the burst's largest
+    container, as a pacer that sums the pods' requests would count it. With mixed sizes a
+    mean undercounted whenever two large starts overlapped (the small ones finish first):
+    kswapd woke once for a 153 ms hold."""
     max_starting_per_core: float = 1.0
     """Start concurrency per core (reference: 1 per core kept start time low), pods/core."""
     cores: int = 2
@@ -70,10 +73,11 @@ class GuardConfig:
     prepare_cooldown_s: float = 1.0
     """Least time between two requests and between two actions of a kind, seconds (the
     lab's burst lasts about a minute; real nodes use the policy defaults of 30-300 s)."""
-    max_gate_s: float = 120.0
-    """Longest a start stays gated before it is released anyway (the policy's
-    maxGateSeconds, 600 s on real nodes, scaled like the cooldowns), seconds: the operator's
-    pacer never strands a pod, so neither does the lab's."""
+    max_gate_s: float = 600.0
+    """Longest a start stays gated before it is released anyway (the policy's maxGateSeconds,
+    its default), seconds: the operator's pacer never strands a pod, so neither does the
+    lab's. Not scaled like the cooldowns: at 120 s the overdue rest of a slow guarded burst
+    went out at once and kswapd held the lock for 11.2 s."""
     prepare_min_bytes: int = 16 * MIB
     """Smallest shortfall worth a request, bytes."""
     reclaim_cgroups: tuple[str, ...] = ()

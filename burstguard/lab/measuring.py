@@ -291,7 +291,13 @@ def trace_overruns(stats: str) -> int:
     return sum(int(m) for m in re.findall(r"^overrun:\s*(\d+)", stats, re.MULTILINE))
 
 
-def _stalls(events: Sequence[TraceEvent], top: int = 8) -> tuple[dict[str, Any], ...]:
+def _stalls(
+    events: Sequence[TraceEvent], containers: Sequence[Container], top: int = 8
+) -> tuple[dict[str, Any], ...]:
+    """The longest holds with what they blocked, and what the burst was doing meanwhile: a
+    writer can only wait on a hold while a mount or umount is under way, so the mounts begun
+    during each hold and the starts still faulting in their memory say why a long hold did or
+    did not block one (labload times are µs on the clock tracefs uses)."""
     holds = sorted((e for e in events if e.event == "shrink_hold"), key=lambda e: -e.lat_us)
     writers = [e for e in events if e.event.startswith("writer_")]
     out: list[dict[str, Any]] = []
@@ -313,6 +319,13 @@ def _stalls(events: Sequence[TraceEvent], top: int = 8) -> tuple[dict[str, Any],
                 if blocked
                 else None,
                 "longest_writer_wait_ms": max((w.lat_us for w in blocked), default=0) / 1000,
+                "mounts_begun": sum(
+                    start <= (c.begin_us + c.mkcg_us) / 1e6 <= h.end_s for c in containers
+                ),
+                "starts_faulting": sum(
+                    c.begin_us / 1e6 <= start and (c.begin_us + c.start_us) / 1e6 >= h.end_s
+                    for c in containers
+                ),
             }
         )
     return tuple(out)
@@ -386,7 +399,7 @@ def measure(scenario: str, index: int, files: Mapping[str, bytes], wall_s: float
         mount_us=tuple(c.mount_us for c in ok),
         start_us=tuple(c.start_us for c in ok),
         hold_us=tuple(e.lat_us for e in holds),
-        stalls=_stalls(events),
+        stalls=_stalls(events, containers),
         prefill=parse_prefill(text("prefill.txt")),
     )
 

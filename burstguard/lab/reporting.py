@@ -220,18 +220,24 @@ def markdown(doc: Mapping[str, Any]) -> str:
         " paired in tracefs): on 6.1 `shrink_slab()` holds `shrinker_rwsem` for read across"
         " it and only checks for a waiting writer between shrinkers. Writers are kretprobe"
         " pairs on `prealloc_shrinker`/`register_shrinker_prepared` (mount),"
-        " `unregister_shrinker` (umount) and `alloc_shrinker_info` (memcg mkdir).",
+        " `unregister_shrinker` (umount) and `alloc_shrinker_info` (memcg mkdir)."
+        " *Mounts begun* counts the burst's mounts that started during the hold; *starts"
+        " faulting throughout* the containers that were faulting in their memory for the whole"
+        " hold, each holding one of the node's slots: a hold blocks no mount when every slot is"
+        " taken by a start stalled in reclaim.",
         "",
         "| scenario | run | hold (ms) | by | priority | objects to scan | writers blocked | "
-        "longest writer wait (ms) | writers released within (ms) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "longest writer wait (ms) | writers released within (ms) | mounts begun | "
+        "starts faulting throughout |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in doc["runs"]:
         for st in run["stalls"][:3]:
             lines.append(
                 f"| {run['scenario']} | {run['index']} | {st['hold_ms']:.0f} | {st['comm']} | "
                 f"{st['prio']} | {st['scanned']} | {st['writers_blocked']} | "
-                f"{st['longest_writer_wait_ms']:.0f} | {st['writers_released_within_ms']} |"
+                f"{st['longest_writer_wait_ms']:.0f} | {st['writers_released_within_ms']} | "
+                f"{st.get('mounts_begun', '–')} | {st.get('starts_faulting', '–')} |"
             )
     lines += ["", "## Runs", "", *runs_table(doc), ""]
     lines += ["![mount and start latency CDF](latency-cdf.png)", ""]

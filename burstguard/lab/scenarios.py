@@ -5,9 +5,11 @@ reclaimable slab list (negative dentries with names long enough for a separate n
 allocation, plus empty files, all in the root memory cgroup), an anonymous hog (no swap)
 leaving little page cache, page cache that keeps growing during the burst, and a burst of
 container starts, more at once than the guest has vCPUs, each a memory cgroup, an overlay
-mount of several lower layers and a process faulting in memory. Little page cache and fast
-anonymous growth drive kswapd's priority down, and each lower priority scans twice as much of
-the one list under ``shrinker_rwsem``. Scenarios differ only in who guards the node:
+mount of several lower layers and a short-lived process faulting in memory, large and small
+starts alternating. Little page cache and fast anonymous growth drive kswapd's priority down,
+and each lower priority scans twice as much of the one list under ``shrinker_rwsem``; the
+small starts keep slots turning over, so cgroups, mounts and umounts need the lock meanwhile.
+Scenarios differ only in who guards the node:
 
 * ``unguarded`` — the runtime starts a container whenever a slot is free (8 at once).
 * ``guarded`` — burstguard's node logic in the guest: pacing (1 start per core), node state
@@ -51,9 +53,11 @@ class Workload:
     hog_mb: int | None = None
     """Anonymous memory held through the run, MiB (there is no swap); None sizes it to leave
     ``cache_mb`` of page cache."""
-    cache_mb: int = 192
+    cache_mb: int = 256
     """Clean page cache left when the hog is sized automatically, MiB: little, so kswapd finds
-    little but slab to reclaim and its priority drops."""
+    little but slab to reclaim and its priority drops, yet enough for the guard to make room
+    for one 168 MiB start (at 192 MiB its headroom topped out at 183 MiB, under the 202 MiB
+    it reopens at, and the guarded burst never started)."""
     leave_mb: int = 32
     """Free memory above the summed high watermarks when the burst starts, MiB; the rest is
     clean page cache in the ``lab/io`` cgroup."""
@@ -71,13 +75,22 @@ class Workload:
     containers: int = 120
     """Containers in the burst."""
     slots: int = 8
-    """Containers alive at once (the node's pod capacity): more than the guest's vCPUs, so the
-    burst itself contends for CPU."""
-    container_mb: int = 96
-    """Anonymous memory each container faults in, MiB: 8 at once outrun kswapd, whose
-    priority then falls pass by pass (each pass scans twice as much of the slab list)."""
-    hold_ms: int = 1500
-    """How long each container runs after it started, ms."""
+    """Containers running at once (the node's pod capacity): more than the guest's vCPUs, so
+    the burst itself contends for CPU. A container's slot frees when its process exits; its
+    teardown (umount, cgroup removal) runs after, outside the slot, as a kubelet's does."""
+    container_mb: int = 160
+    """Anonymous memory each even-numbered container faults in, MiB: four at once outrun
+    kswapd, whose priority then falls pass by pass (each pass scans twice as much of the slab
+    list)."""
+    small_mb: int = 8
+    """Anonymous memory every odd-numbered container faults in instead, MiB (-1: all
+    ``container_mb``). Small starts finish while the large ones are still faulting, so some
+    slots keep turning over, and their umounts and the next starts' cgroups and mounts need
+    the lock while kswapd holds it. With all 8 slots taken by large starts stalled in
+    reclaim, seconds-long holds blocked no writer (LAB.md, "Looking for writer waits")."""
+    hold_ms: int = 200
+    """How long each container runs after it started, ms: short tasks, so slots turn over
+    during a hold."""
     layers: int = 4
     """Lower layers in each overlay mount."""
     trace_min_us: int = 1000
@@ -95,6 +108,7 @@ QUICK: Final = Workload(
     containers=6,
     slots=3,
     container_mb=4,
+    small_mb=1,
     hold_ms=50,
     trace_min_us=0,
     grow_mb=0,
@@ -209,6 +223,7 @@ def kernel_params(s: Scenario, *, trace: bool = True) -> dict[str, str]:
         "n": str(w.containers),
         "slots": str(w.slots),
         "mb": str(w.container_mb),
+        "small": str(w.small_mb),
         "hold": str(w.hold_ms),
         "layers": str(w.layers),
         "guard": s.guard,

@@ -47,3 +47,13 @@ def test_a_malformed_size_is_a_usage_error(bad: str) -> None:
 def test_an_unknown_size_is_refused() -> None:
     with pytest.raises(ValueError, match="no_such_size"):
         scenarios.with_sizes(scenarios.SCENARIOS["guarded"], {"no_such_size": 1})
+
+
+def test_the_burst_alternates_large_and_small_starts_and_quick_does_too() -> None:
+    # the guest's labload faults in lab.small MiB for odd-numbered containers (-1: none)
+    full = scenarios.kernel_params(scenarios.SCENARIOS["unguarded"])
+    quick = scenarios.kernel_params(scenarios.quick(scenarios.SCENARIOS["unguarded"]))
+    assert (full["mb"], full["small"]) == ("160", "8")
+    assert (quick["mb"], quick["small"]) == ("4", "1")
+    same = scenarios.with_sizes(scenarios.SCENARIOS["unguarded"], {"small_mb": -1})
+    assert scenarios.kernel_params(same)["small"] == "-1"

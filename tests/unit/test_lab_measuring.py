@@ -60,12 +60,21 @@ class TestTraceEventsFromTheGuest:
         assert events[1].prio is None and events[1].lat_us == 81414
 
     def test_links_a_hold_to_the_writers_waiting_across_its_end(self) -> None:
-        stalls = measuring._stalls(measuring.parse_trace(HOLD_AND_BLOCKED_MOUNT))
+        # c0 faults in its memory across both holds; c1's mount begins inside the first
+        mounting = measuring.Container(
+            1, 84_600_000, 84_600_000, 36_000, 81_000, 200_000, 0, 0, True
+        )
+        faulting = measuring.Container(0, 84_000_000, 84_000_000, 1000, 2000, 2_000_000, 0, 0, True)
+        stalls = measuring._stalls(
+            measuring.parse_trace(HOLD_AND_BLOCKED_MOUNT), [faulting, mounting]
+        )
         longest = stalls[0]
         assert longest["hold_ms"] == pytest.approx(105.718)
         assert longest["writers_blocked"] == 2
         assert longest["longest_writer_wait_ms"] == pytest.approx(81.414)
+        assert (longest["mounts_begun"], longest["starts_faulting"]) == (1, 1)
         assert stalls[1]["writers_blocked"] == 0
+        assert (stalls[1]["mounts_begun"], stalls[1]["starts_faulting"]) == (0, 0)
 
     def test_sums_ring_buffer_overruns_over_cpus(self) -> None:
         stats = "entries: 20\noverrun: 0\nentries: 17\noverrun: 3\n"

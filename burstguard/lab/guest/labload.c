@@ -16,7 +16,9 @@
  * create a memory cgroup (mkdir: alloc_shrinker_info takes shrinker_rwsem for write),
  * mount an overlay of several lower layers (alloc_super -> prealloc_shrinker takes it for
  * write), start a process in the cgroup that reads from its root and faults in memory; on
- * exit, umount (unregister_shrinker: write again) and remove the cgroup.
+ * exit, umount (unregister_shrinker: write again) and remove the cgroup. A container holds
+ * one of the node's slots (pod capacity) until its process exits; the teardown after that
+ * runs outside the slot, as a kubelet tears a finished pod down while the next one starts.
  *
  * Times are CLOCK_MONOTONIC microseconds, the clock tracefs uses with trace_clock=mono, so
  * records line up with the shrinker hold/wait events traced in the same guest.
@@ -31,6 +33,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -254,15 +257,16 @@ static int mode_grow(int argc, char **argv)
 }
 
 struct burst {
-	int n, slots, mb, hold_ms, layers;
+	int n, slots, mb, small_mb, hold_ms, layers;
 	const char *layer_dir, *work_dir, *cg_parent, *gate, *started, *out;
 };
 
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: labload burst -n N -P SLOTS -m MB -t HOLD_MS -l LAYERS -L LAYER_DIR\n"
+		"usage: labload burst -n N -P SLOTS -m MB [-M SMALL_MB] -t HOLD_MS -l LAYERS -L LAYER_DIR\n"
 		"                     -w WORK_DIR -c CGROUP_PARENT -o OUT [-g GATE_FIFO] [-s STARTED_FIFO]\n"
+		"  -M: every second container faults in SMALL_MB instead (default: all MB)\n"
 		"  -g: read one byte from GATE_FIFO before each start (the pacer releases it)\n"
 		"  -s: write one byte to STARTED_FIFO when a container's process has started\n");
 	exit(2);
@@ -270,7 +274,7 @@ static void usage(void)
 
 /* One container's life; runs in its own process, returns its exit status. */
 static int run_container(const struct burst *b, int id, int64_t t_request, int out_fd,
-			 int started_fd)
+			 int started_fd, int slot_fd)
 {
 	char cg[512], base[512], upper[600], work[600], merged[600], opts[4096], path[700];
 	int64_t t0 = now_us();
@@ -322,7 +326,7 @@ static int run_container(const struct burst *b, int id, int64_t t_request, int o
 			if (fd >= 0)
 				close(fd);
 		}
-		touch_anon(b->mb);
+		touch_anon(id % 2 && b->small_mb >= 0 ? b->small_mb : b->mb);
 		if (write(pfd[1], "s", 1) != 1)
 			_exit(3);
 		close(pfd[1]);
@@ -338,6 +342,9 @@ static int run_container(const struct burst *b, int id, int64_t t_request, int o
 		fprintf(stderr, "labload: started fifo: %s\n", strerror(errno));
 	int status;
 	waitpid(pid, &status, 0);
+	/* the process has exited: free the slot, then tear down (id: < PIPE_BUF, atomic) */
+	if (write(slot_fd, &id, sizeof id) != sizeof id)
+		fprintf(stderr, "labload: slot pipe: %s\n", strerror(errno));
 
 	int64_t t_u0 = now_us();
 	if (ok && umount2(merged, 0))
@@ -362,14 +369,15 @@ static int run_container(const struct burst *b, int id, int64_t t_request, int o
 
 static int mode_burst(int argc, char **argv)
 {
-	struct burst b = {.n = 100, .slots = 8, .mb = 32, .hold_ms = 500, .layers = 4};
+	struct burst b = {.n = 100, .slots = 8, .mb = 32, .small_mb = -1, .hold_ms = 500, .layers = 4};
 	int opt;
 	optind = 2;
-	while ((opt = getopt(argc, argv, "n:P:m:t:l:L:w:c:o:g:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:P:m:M:t:l:L:w:c:o:g:s:")) != -1) {
 		switch (opt) {
 		case 'n': b.n = atoi(optarg); break;
 		case 'P': b.slots = atoi(optarg); break;
 		case 'm': b.mb = atoi(optarg); break;
+		case 'M': b.small_mb = atoi(optarg); break;
 		case 't': b.hold_ms = atoi(optarg); break;
 		case 'l': b.layers = atoi(optarg); break;
 		case 'L': b.layer_dir = optarg; break;
@@ -393,19 +401,39 @@ static int mode_burst(int argc, char **argv)
 		die("fifo");
 	signal(SIGPIPE, SIG_IGN);
 
+	/* a slot frees when a container's process exits (its id on slot_pipe) or, if it died
+	 * before that, when the container is reaped: freed[] keeps one slot from freeing twice */
+	int slot_pipe[2];
+	if (pipe(slot_pipe))
+		die("pipe");
+	pid_t *pids = calloc((size_t)b.n, sizeof *pids);
+	char *freed = calloc((size_t)b.n, 1);
+	if (!pids || !freed)
+		die("calloc");
 	int64_t t_begin = now_us();
 	int inflight = 0, failed = 0;
 	for (int i = 0; i < b.n; i++) {
-		int status;
-		while (inflight >= b.slots) {
-			if (wait(&status) > 0) {
-				inflight--;
+		for (;;) {
+			int status;
+			pid_t done;
+			while ((done = waitpid(-1, &status, WNOHANG)) > 0) {
 				failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+				for (int j = 0; j < i; j++)
+					if (pids[j] == done && !freed[j]) {
+						freed[j] = 1;
+						inflight--;
+					}
 			}
-		}
-		while (inflight > 0 && waitpid(-1, &status, WNOHANG) > 0) {
-			inflight--;
-			failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+			if (inflight < b.slots)
+				break;
+			struct pollfd pfd = {.fd = slot_pipe[0], .events = POLLIN};
+			int id;
+			if (poll(&pfd, 1, 100) > 0 &&
+			    read(slot_pipe[0], &id, sizeof id) == sizeof id && id >= 0 && id < i &&
+			    !freed[id]) {
+				freed[id] = 1;
+				inflight--;
+			}
 		}
 		if (gate_fd >= 0) {
 			char c;
@@ -418,8 +446,11 @@ static int mode_burst(int argc, char **argv)
 		pid_t pid = fork();
 		if (pid < 0)
 			die("fork");
-		if (pid == 0)
-			_exit(run_container(&b, i, t_request, out_fd, started_fd));
+		if (pid == 0) {
+			close(slot_pipe[0]);
+			_exit(run_container(&b, i, t_request, out_fd, started_fd, slot_pipe[1]));
+		}
+		pids[i] = pid;
 		inflight++;
 	}
 	int status;
